@@ -1,0 +1,259 @@
+"""`FlexIPAdapter`: every trainable weight of FlexIP in one model.
+
+Saved like a diffusers/peft adapter: `config.json` (dims, target layers, encoder ids, version) plus
+`flexip_adapter.safetensors` whose keys are layer names, e.g.
+`layers.up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k_pres.weight` or
+`preservation.blocks.0.attention.to_q.weight`. The config is also stored in the safetensors metadata,
+so the weight file describes itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from flexip.errors import CheckpointError
+from flexip.models.attention_processor import DecoupledKV
+from flexip.models.personalization import PersonalizationAdapter
+from flexip.models.preservation import PreservationAdapter
+from flexip.version import __version__
+
+WEIGHTS_NAME = "flexip_adapter.safetensors"
+PICKLE_WEIGHTS_NAMES = ("flexip_adapter.bin", "flexip_adapter.pt", "pytorch_model.bin")
+
+DEFAULT_IMAGE_ENCODER = "h94/IP-Adapter:models/image_encoder"
+DEFAULT_DINO_ENCODER = "facebook/dinov2-large"
+
+
+def cross_attention_layers(unet: nn.Module) -> dict[str, tuple[int, int]]:
+    """Layer name → (hidden size, cross-attention width) of every cross-attention layer of a UNet,
+    read from the modules themselves (never parsed from names)."""
+    layers = {}
+    for name in unet.attn_processors:
+        layer_name = name.removesuffix(".processor")
+        attn = unet.get_submodule(layer_name)
+        if getattr(attn, "is_cross_attention", False):
+            layers[layer_name] = (attn.to_q.out_features, attn.to_k.in_features)
+    return layers
+
+
+class FlexIPAdapter(nn.Module, ConfigMixin):
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        target_layers: dict[str, int],
+        cross_attention_dim: int = 768,
+        clip_embed_dim: int = 1024,
+        dino_hidden_dim: int = 1024,
+        num_global_tokens: int = 4,
+        num_queries: int = 16,
+        preservation_depth: int = 4,
+        preservation_width: int = 768,
+        preservation_heads: int = 12,
+        num_visual_tokens: int = 4,
+        personalization_depth: int = 2,
+        personalization_heads: int = 8,
+        image_encoder: str = DEFAULT_IMAGE_ENCODER,
+        dino_encoder: str = DEFAULT_DINO_ENCODER,
+        dino_layer: int = -1,
+        flexip_version: str = __version__,
+    ):
+        super().__init__()
+        if not target_layers:
+            raise CheckpointError("an adapter needs at least one target cross-attention layer")
+        self.preservation = PreservationAdapter(
+            clip_embed_dim, dino_hidden_dim, cross_attention_dim, num_global_tokens, num_queries,
+            preservation_depth, preservation_width, preservation_heads,
+        )
+        self.personalization = PersonalizationAdapter(
+            clip_embed_dim, cross_attention_dim, num_visual_tokens, personalization_depth, personalization_heads
+        )
+        # nested containers so that state-dict keys are the UNet's own layer names
+        self.layers = nn.ModuleDict()
+        for layer_name, hidden_size in target_layers.items():
+            *parents, leaf = layer_name.split(".")
+            node = self.layers
+            for part in parents:
+                if part not in node:
+                    node[part] = nn.ModuleDict()
+                node = node[part]
+            node[leaf] = DecoupledKV(cross_attention_dim, hidden_size)
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_unet(cls, unet: nn.Module, clip_embed_dim: int, dino_hidden_dim: int, **config) -> "FlexIPAdapter":
+        """A fresh adapter for `unet`: one K'/V' pair per cross-attention layer, copied from its text K/V."""
+        layers = cross_attention_layers(unet)
+        widths = {width for _, width in layers.values()}
+        if len(widths) != 1:
+            raise CheckpointError(f"expected one cross-attention width in the UNet, found {sorted(widths)}")
+        adapter = cls(
+            target_layers={name: hidden for name, (hidden, _) in layers.items()},
+            cross_attention_dim=widths.pop(), clip_embed_dim=clip_embed_dim, dino_hidden_dim=dino_hidden_dim, **config,
+        )
+        for name in layers:
+            attn = unet.get_submodule(name)
+            adapter.layer(name).copy_from(attn.to_k, attn.to_v)
+        return adapter.to(device=next(unet.parameters()).device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def layer(self, layer_name: str) -> DecoupledKV:
+        return self.layers.get_submodule(layer_name)
+
+    @property
+    def target_layers(self) -> dict[str, int]:
+        return dict(self.config.target_layers)
+
+    def check_compatible(self, unet: nn.Module) -> None:
+        """Raise a CheckpointError naming the mismatch if this adapter does not fit `unet`."""
+        layers = cross_attention_layers(unet)
+        for name, hidden in self.target_layers.items():
+            if name not in layers:
+                raise CheckpointError(f"the adapter targets layer {name!r}, which this UNet does not have as a cross-attention layer")
+            unet_hidden, unet_width = layers[name]
+            if unet_width != self.config.cross_attention_dim:
+                raise CheckpointError(
+                    f"cross-attention width mismatch: the adapter was built for {self.config.cross_attention_dim}, "
+                    f"the base model's layer {name} has {unet_width} (different base model family?)"
+                )
+            if unet_hidden != hidden:
+                raise CheckpointError(f"layer {name}: the adapter expects hidden size {hidden}, the UNet has {unet_hidden}")
+
+    # ---- the two adapters ---------------------------------------------------------------------
+    def preservation_tokens(self, clip_embeds: torch.Tensor, dino_tokens: torch.Tensor) -> torch.Tensor:
+        """C_pres: (batch, N_c + N_q, cross_dim)."""
+        return self.preservation(clip_embeds, dino_tokens)
+
+    def personalization_tokens(self, text_embeds: torch.Tensor, clip_embeds: torch.Tensor) -> torch.Tensor:
+        """C_pers: (batch, seq, cross_dim), equal to `text_embeds` at initialization."""
+        return self.personalization(text_embeds, clip_embeds)
+
+    # ---- saving and loading -------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write config.json + flexip_adapter.safetensors; each file is replaced atomically."""
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config_text = self.to_json_string()
+        tensors = {key: value.detach().contiguous().cpu() for key, value in self.state_dict().items()}
+        _atomic_write(directory / WEIGHTS_NAME, lambda path: save_file(tensors, path, metadata={"flexip_config": config_text, "format": "pt"}))
+        _atomic_write(directory / self.config_name, lambda path: Path(path).write_text(config_text))
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained: str | os.PathLike,
+        allow_pickle: bool = False,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        **hub_kwargs,
+    ) -> "FlexIPAdapter":
+        """Load from a folder written by `save_pretrained`, or a hub repo id (downloaded on a user's machine).
+
+        Loading is strict: missing or unexpected keys and wrong shapes raise a CheckpointError. Pickle
+        checkpoints (.bin/.pt) are refused unless `allow_pickle=True`, and then read with weights_only=True.
+        """
+        directory = _resolve_directory(pretrained, **hub_kwargs)
+        config_path = directory / cls.config_name
+        if not config_path.is_file():
+            raise CheckpointError(f"no {cls.config_name} in {directory}: not a FlexIP adapter folder")
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"{config_path} is not valid JSON: {error}") from None
+        if config.get("_class_name") not in (None, cls.__name__):
+            raise CheckpointError(f"{directory} holds a {config.get('_class_name')}, not a {cls.__name__}")
+        state_dict = _read_weights(directory, allow_pickle)
+        try:
+            adapter = cls.from_config(config)
+        except TypeError as error:
+            raise CheckpointError(f"invalid adapter config in {config_path}: {error}") from None
+        adapter.load_adapter_state_dict(state_dict)
+        return adapter.to(device=device, dtype=dtype).eval()
+
+    def load_adapter_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        expected = self.state_dict()
+        missing = sorted(set(expected) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(expected))
+        wrong = [
+            f"{key}: checkpoint {tuple(state_dict[key].shape)}, expected {tuple(tensor.shape)}"
+            for key, tensor in expected.items() if key in state_dict and state_dict[key].shape != tensor.shape
+        ]
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+        if wrong:
+            problems.append(f"{len(wrong)} wrong shapes (e.g. {'; '.join(wrong[:3])})")
+        if problems:
+            raise CheckpointError("adapter weights do not match the adapter config: " + "; ".join(problems))
+        self.load_state_dict(state_dict, strict=True)
+
+
+def _atomic_write(path: Path, write) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _resolve_directory(pretrained: str | os.PathLike, **hub_kwargs) -> Path:
+    path = Path(pretrained)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"expected an adapter folder (config.json + {WEIGHTS_NAME}), got the file {path}")
+    text = str(pretrained)
+    if text.count("/") != 1 or text.startswith((".", "/")):
+        raise CheckpointError(f"adapter not found: {text} is neither a local folder nor a hub repo id (owner/name)")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(text, allow_patterns=["config.json", "*.safetensors"], **hub_kwargs))
+    except Exception as error:  # offline, missing repo, auth: all mean "cannot get it"
+        raise CheckpointError(f"could not fetch adapter {text!r} from the hub: {error}") from None
+
+
+def _read_weights(directory: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
+    weights = directory / WEIGHTS_NAME
+    if weights.is_file():
+        try:
+            with safe_open(str(weights), framework="pt") as handle:
+                return {key: handle.get_tensor(key) for key in handle.keys()}
+        except Exception as error:
+            raise CheckpointError(f"cannot read {weights}: {error}") from None
+    for name in PICKLE_WEIGHTS_NAMES:
+        candidate = directory / name
+        if candidate.is_file():
+            if not allow_pickle:
+                raise CheckpointError(
+                    f"{candidate} is a pickle checkpoint, which can run code when loaded; refusing. Convert it to "
+                    f"safetensors, or pass allow_pickle=True (--allow-pickle) if you trust it"
+                )
+            try:
+                return torch.load(candidate, map_location="cpu", weights_only=True)
+            except Exception as error:
+                raise CheckpointError(f"cannot read {candidate} safely (weights_only=True): {error}") from None
+    raise CheckpointError(f"no {WEIGHTS_NAME} in {directory}")

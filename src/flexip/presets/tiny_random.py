@@ -1,0 +1,97 @@
+"""The tiny random stack: every component of a FlexIP pipeline at toy size, built from configs.
+
+Random weights, so images are noise-like; it exists to exercise every code path offline in seconds
+(tests, and `make demo` before trained miniature weights exist). The tokenizer is a byte-level CLIP
+tokenizer with no merges, shipped in `tiny_tokenizer/` (514 tokens).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+TOKENIZER_DIR = Path(__file__).parent / "tiny_tokenizer"
+CROSS_DIM = 32
+
+
+def tiny_tokenizer():
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer(
+        str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"), model_max_length=77,
+        bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token="<|endoftext|>",
+    )
+
+
+def tiny_base_components(seed: int = 0, sample_size: int = 8, cross_attention_dim: int = CROSS_DIM) -> dict:
+    """vae, text_encoder, tokenizer, unet, scheduler of a toy SD1.5-shaped model (16 px images, 8×8 latents)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_attention_dim, attention_head_dim=8, norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32), layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8, sample_size=16,
+    )
+    tokenizer = tiny_tokenizer()
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=cross_attention_dim, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    ))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return {"vae": vae.eval(), "text_encoder": text_encoder.eval(), "tokenizer": tokenizer, "unet": unet.eval(), "scheduler": scheduler}
+
+
+def tiny_reference_encoders(seed: int = 0) -> dict:
+    """image_encoder (CLIP vision, 24-d embeds), feature_extractor, dino_encoder (16 patches × 32), dino_processor."""
+    from transformers import BitImageProcessorPil, CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModelWithProjection, Dinov2Config, Dinov2Model
+
+    torch.manual_seed(seed + 1)
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8, projection_dim=24,
+    ))
+    dino_encoder = Dinov2Model(Dinov2Config(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8,
+    ))
+    feature_extractor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    dino_processor = BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, do_convert_rgb=True,
+                                       image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    return {"image_encoder": image_encoder.eval(), "feature_extractor": feature_extractor, "dino_encoder": dino_encoder.eval(), "dino_processor": dino_processor}
+
+
+TINY_ADAPTER_CONFIG = dict(
+    num_global_tokens=2, num_queries=4, preservation_depth=1, preservation_width=32, preservation_heads=4,
+    num_visual_tokens=2, personalization_depth=1, personalization_heads=4,
+    image_encoder="tiny-random", dino_encoder="tiny-random",
+)
+
+
+def tiny_adapter(unet, seed: int = 0, randomize_outputs: bool = True):
+    """A tiny adapter for `unet`. With `randomize_outputs`, the zero-initialized output projections of the
+    personalization adapter get small random values so that its branch is not the identity (tests)."""
+    from flexip.models.adapter import FlexIPAdapter
+
+    torch.manual_seed(seed + 2)
+    adapter = FlexIPAdapter.from_unet(unet, clip_embed_dim=24, dino_hidden_dim=32, **TINY_ADAPTER_CONFIG)
+    if randomize_outputs:
+        with torch.no_grad():
+            for name, parameter in adapter.personalization.named_parameters():
+                if "to_out" in name or "fc_out" in name:
+                    parameter.normal_(0, 0.2)
+    return adapter.eval()
+
+
+def tiny_pipeline(seed: int = 0, adapter=None):
+    from flexip.pipelines.pipeline_flexip import FlexIPPipeline
+
+    base = tiny_base_components(seed)
+    pipe = FlexIPPipeline(**base, **tiny_reference_encoders(seed), adapter=adapter or tiny_adapter(base["unet"], seed))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
