@@ -61,7 +61,7 @@ def _open(source: ImageInput, max_pixels: int) -> Image.Image:
                 # Pillow's own bomb check warns or raises at its global limit; ours below is explicit.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, Image.DecompressionBombError) as error:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
             raise FlexIPInputError(f"not a readable image file: {name} ({error})") from None
     width, height = image.size
     if width * height > max_pixels:
@@ -160,3 +160,20 @@ def load_image(
     except Exception:  # a malformed EXIF block must not lose an otherwise readable image
         pass
     return fit_square(to_rgb(image), fit)
+
+
+def save_image(image: Image.Image, path: str | os.PathLike) -> Path:
+    """Write an image atomically (temporary file in the same folder, then rename): no half-written PNGs."""
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".png")
+    os.close(handle)
+    try:
+        image.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path

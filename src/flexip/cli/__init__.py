@@ -1,0 +1,1 @@
+"""The `flexip` command line: thin shells over library calls."""

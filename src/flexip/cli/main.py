@@ -1,0 +1,57 @@
+"""`flexip` entry point. Subcommands live one per module; this file only wires them together and turns
+user errors into a one-line message with exit code 2 (no traceback)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from flexip.errors import FlexIPError
+from flexip.version import __version__
+
+
+class FlexIPGroup(click.Group):
+    """A click group whose commands report FlexIPError (and unreadable files) as `error: ...`, exit 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FlexIPError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+            click.echo(f"error: {error.strerror or error}: {error.filename}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=FlexIPGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flexip")
+def main() -> None:
+    """FlexIP: subject-driven image generation with a dial (γ) between keeping the subject's identity
+    and following the text."""
+
+
+def _register() -> None:
+    from flexip.cli.generate import generate
+
+    main.add_command(generate)
+    for module, attribute in (
+        ("flexip.cli.eval", "eval_group"),
+        ("flexip.cli.train", "train"),
+        ("flexip.cli.data", "data_group"),
+        ("flexip.cli.miniworld", "miniworld_group"),
+    ):
+        try:
+            imported = __import__(module, fromlist=[attribute])
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+            continue
+        main.add_command(getattr(imported, attribute))
+
+
+_register()
+
+if __name__ == "__main__":
+    main()
