@@ -50,3 +50,10 @@ def test_help_everywhere():
         result = runner.invoke(main, args)
         assert result.exit_code == 0 and "Usage:" in result.output
     assert "--gamma" in runner.invoke(main, ["generate", "--help"]).output
+
+
+def test_demo_writes_a_grid(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--steps", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    grid = np.asarray(Image.open(tmp_path / "demo_grid.png"), dtype=float)
+    assert grid.std() > 10 and "grid:" in result.output

@@ -33,9 +33,11 @@ def main() -> None:
 
 
 def _register() -> None:
+    from flexip.cli.demo import demo
     from flexip.cli.generate import generate
 
     main.add_command(generate)
+    main.add_command(demo)
     for module, attribute in (
         ("flexip.cli.eval", "eval_group"),
         ("flexip.cli.train", "train"),

@@ -52,32 +52,24 @@ class FlexIPPipeline(DiffusionPipeline):
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
     @classmethod
-    def from_pretrained(cls, base_model: str, adapter=None, *, image_encoder: str | None = None, dino_encoder: str | None = None, allow_pickle: bool = False, torch_dtype: torch.dtype | None = None, **kwargs):
+    def from_pretrained(cls, base_model: str, adapter=None, *, image_encoder: str | None = None, dino_encoder: str | None = None, allow_pickle: bool = False, torch_dtype: torch.dtype | None = None):
         """Load a diffusers SD1.5-family checkpoint and a FlexIP adapter (folder or hub id, or an object).
 
         `base_model` may also name a preset shipped with FlexIP (see `flexip.presets`). The reference
         encoders default to the ids recorded in the adapter's config.
         """
-        from flexip.presets import is_preset, load_preset
+        from flexip.presets import is_preset, load_components, load_preset
 
         if is_preset(base_model):
             return load_preset(base_model, adapter=adapter, torch_dtype=torch_dtype)
-        from diffusers import StableDiffusionPipeline
-
-        from flexip.encoders.loading import load_dino_encoder, load_image_encoder
-
         if adapter is None:
             raise FlexIPInputError("FlexIPPipeline.from_pretrained needs adapter= (a folder, hub id or FlexIPAdapter)")
         if not isinstance(adapter, FlexIPAdapter):
             adapter = FlexIPAdapter.from_pretrained(adapter, allow_pickle=allow_pickle)
-        base = StableDiffusionPipeline.from_pretrained(base_model, safety_checker=None, requires_safety_checker=False, torch_dtype=torch_dtype, **kwargs)
-        clip_model, clip_processor = load_image_encoder(image_encoder or adapter.config.image_encoder, torch_dtype)
-        dino_model, dino_processor = load_dino_encoder(dino_encoder or adapter.config.dino_encoder, torch_dtype)
-        return cls(
-            vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet, scheduler=base.scheduler,
-            image_encoder=clip_model, feature_extractor=clip_processor, dino_encoder=dino_model, dino_processor=dino_processor,
-            adapter=adapter.to(dtype=torch_dtype),
+        components = load_components(
+            base_model, image_encoder or adapter.config.image_encoder, dino_encoder or adapter.config.dino_encoder, torch_dtype
         )
+        return cls(**components, adapter=adapter.to(dtype=torch_dtype))
 
     # ---- reusable encoders ----------------------------------------------------------------------
     def reference_encoder(self, multi_reference: str = "mean", fit: str = "center_crop") -> ReferenceEncoder:

@@ -95,3 +95,18 @@ def tiny_pipeline(seed: int = 0, adapter=None):
     pipe = FlexIPPipeline(**base, **tiny_reference_encoders(seed), adapter=adapter or tiny_adapter(base["unet"], seed))
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def demo_subjects() -> dict:
+    """Two simple drawn subjects (a striped disc, a dotted square) for the random-weights demo."""
+    from PIL import Image, ImageDraw
+
+    subjects = {}
+    for name, (shape, colour, accent) in {"disc": ("ellipse", (220, 60, 40), (250, 210, 40)), "square": ("rectangle", (40, 90, 200), (240, 240, 240))}.items():
+        image = Image.new("RGB", (64, 64), (235, 235, 225))
+        draw = ImageDraw.Draw(image)
+        getattr(draw, shape)((12, 12, 52, 52), fill=colour)
+        for offset in range(16, 50, 8):
+            draw.line((offset, 14, offset, 50), fill=accent, width=2)
+        subjects[name] = [image]
+    return subjects
