@@ -184,3 +184,32 @@ class GateSettings:
                     )
             weights.append(w)
         return weights[0], weights[1]
+
+
+def parse_gamma(text: str) -> GammaLike:
+    """The text form of γ used by the CLI and config files.
+
+    ``"0.7"`` → 0.7;  ``"1.0:0.2"`` → GammaSchedule(1.0, 0.2) (first step → last step);
+    ``"down=0.3,mid=0.5,up=1.0:0.4"`` → a per-block mapping whose values use the two forms above
+    (``default=`` sets unmatched blocks).
+    """
+    text = str(text).strip()
+    if "=" in text:
+        mapping = {}
+        for part in text.split(","):
+            key, _, value = part.partition("=")
+            if not key.strip() or not value.strip() or "=" in value:
+                raise FlexIPInputError(f"cannot read per-block gamma {text!r}; expected e.g. 'down=0.3,mid=0.5,up=0.8'")
+            mapping[key.strip()] = parse_gamma(value)
+        return validate_gamma(mapping)
+    if ":" in text:
+        start, _, end = text.partition(":")
+        return GammaSchedule(_parse_number(start, text), _parse_number(end, text))
+    return check_gamma_value(_parse_number(text, text))
+
+
+def _parse_number(value: str, whole: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise FlexIPInputError(f"cannot read gamma {whole!r}; expected a number in [0, 1], START:END, or down=..,mid=..,up=..") from None

@@ -57,3 +57,14 @@ def test_demo_writes_a_grid(tmp_path):
     assert result.exit_code == 0, result.output
     grid = np.asarray(Image.open(tmp_path / "demo_grid.png"), dtype=float)
     assert grid.std() > 10 and "grid:" in result.output
+
+
+def test_generate_accepts_schedule_and_per_block_gamma(tmp_path):
+    runner = CliRunner()
+    for gamma, stem in (("1.0:0.2", "1-0-0-2"), ("down=0.2,up=0.9", "down-0-2-up-0-9")):
+        out = tmp_path / stem
+        result = runner.invoke(main, ["generate", "--reference", str(_reference(tmp_path)), "--prompt", "a dog", "--gamma", gamma, "--steps", "1", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert [p.name for p in out.iterdir()] == [f"00_a-dog_{stem}_0.png"]
+    result = runner.invoke(main, ["generate", "--reference", str(_reference(tmp_path)), "--prompt", "a dog", "--gamma", "0.5", "1:0", "--steps", "1"])
+    assert result.exit_code == 2 and "plain numbers" in result.output

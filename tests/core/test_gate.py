@@ -71,3 +71,16 @@ def test_independent_weights_and_off_states():
         GateSettings(w_pres=-1.0, w_pers=0.5)
     with pytest.raises(FlexIPInputError):
         GateSettings(adapter_scale=float("inf"))
+
+
+def test_parse_gamma_text_forms():
+    from flexip.gate import parse_gamma
+
+    assert parse_gamma("0.7") == 0.7
+    assert parse_gamma("1:0.25") == GammaSchedule(1.0, 0.25)
+    mapping = parse_gamma("down=0.3, up=1.0:0.5,default=0.6")
+    assert mapping["down"] == 0.3 and mapping["up"] == GammaSchedule(1.0, 0.5) and mapping["default"] == 0.6
+    assert float(resolve_gamma(mapping, LAYER_UP, 1.0)) == 0.5
+    for bad in ("high", "1.2", "0.2:x", "down=", "down=up=1", "nan"):
+        with pytest.raises(FlexIPInputError):
+            parse_gamma(bad)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from flexip.cli.options import VariadicOptionsCommand, resolve_device
-from flexip.gate import DEFAULT_GAMMA
+from flexip.gate import DEFAULT_GAMMA, parse_gamma
 
 
 def _slug(text: str, length: int = 40) -> str:
@@ -23,7 +23,9 @@ def _slug(text: str, length: int = 40) -> str:
 )
 @click.option("--reference", "references", multiple=True, metavar="IMG [IMG...]", help="Reference image(s) of ONE subject (several are averaged).")
 @click.option("--prompt", "prompts", multiple=True, metavar="TEXT [TEXT...]", required=True, help="Prompt(s); quote each one.")
-@click.option("--gamma", "gammas", multiple=True, type=float, metavar="G [G...]", help=f"Preservation γ in [0, 1] (1 = keep identity, 0 = follow the text). Default {DEFAULT_GAMMA}.")
+@click.option("--gamma", "gammas", multiple=True, metavar="G [G...]",
+              help=f"Preservation γ in [0, 1] (1 = keep identity, 0 = follow the text); several numbers = a sweep. Also "
+              f"START:END (a schedule over the steps) or down=0.3,mid=0.5,up=0.8 (per block). Default {DEFAULT_GAMMA}.")
 @click.option("--adapter-scale", type=float, default=1.0, show_default=True, help="Global strength s of both adapter branches (0 = base model).")
 @click.option("--w-pres", type=float, default=None, help="Preservation weight, set independently (with --w-pers, instead of --gamma).")
 @click.option("--w-pers", type=float, default=None, help="Personalization weight, set independently (with --w-pres).")
@@ -58,9 +60,12 @@ def generate(references, prompts, gammas, adapter_scale, w_pres, w_pers, negativ
     device = resolve_device(device)
     pipe = FlexIPPipeline.from_pretrained(base or DEFAULT_PRESET, adapter=adapter, allow_pickle=allow_pickle).to(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    sweep = list(gammas) if gammas else None
+    parsed = [parse_gamma(text) for text in gammas]
+    if len(parsed) > 1 and not all(isinstance(value, float) for value in parsed):
+        raise FlexIPInputError("a sweep (several --gamma values) takes plain numbers; schedules and per-block values go alone")
+    sweep = parsed if len(parsed) > 1 else None
     result = pipe(
-        list(prompts), reference_images=reference_images or None, gamma=sweep if sweep and len(sweep) > 1 else (sweep[0] if sweep else None),
+        list(prompts), reference_images=reference_images or None, gamma=sweep or (parsed[0] if parsed else None),
         adapter_scale=adapter_scale, w_pres=w_pres, w_pers=w_pers, negative_prompt=negative_prompt,
         num_inference_steps=steps, guidance_scale=guidance, generator=generator, num_images_per_prompt=images_per_prompt,
         multi_reference=multi_reference,
@@ -76,7 +81,7 @@ def generate(references, prompts, gammas, adapter_scale, w_pres, w_pers, negativ
         for i in range(per_prompt):
             image, gamma = result.images[index], result.gammas[index]
             index += 1
-            label = f"g{gamma:.2f}" if gamma is not None else f"wp{w_pres}-wq{w_pers}"
+            label = f"g{gamma:.2f}" if gamma is not None else (_slug(gammas[0], 30) if gammas else f"wp{w_pres}-wq{w_pers}")
             written.append(save_image(image, out / f"{p:02d}_{_slug(prompt)}_{label}_{i % images_per_prompt}.png"))
             rows[p * images_per_prompt + i % images_per_prompt].append(image)
     if sweep and len(sweep) > 1 or len(prompts) > 1:
