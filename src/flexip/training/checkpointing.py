@@ -1,0 +1,215 @@
+"""Training checkpoints: atomic folders, `latest`, rotation, and pickle-free state files.
+
+Layout of `OUTPUT_DIR/checkpoints/step-000100/`:
+
+    adapter/                       the adapter in its final format (EMA weights when EMA is on):
+                                   FlexIPPipeline.from_pretrained(base, adapter=".../adapter") loads it
+    config.yaml                    the full training config
+    training_state/
+        trainer_state.json         step, data position (epoch, draws), skip counts, versions
+        adapter.safetensors        the raw trained weights (only with EMA; else adapter/ holds them)
+        optimizer.safetensors/.json    optimizer state (tensors / everything else)
+        ema.safetensors/.json      EMA state (with EMA)
+        grad_scaler.json           fp16 loss-scaler state (with fp16)
+
+A checkpoint is written into `step-000100.tmp/` and renamed to `step-000100/` only when complete
+(`os.replace`, atomic on one filesystem), so a run killed mid-write leaves either the previous
+checkpoints or a `.tmp` folder, which `latest_checkpoint` ignores and `remove_partial` deletes.
+State files are safetensors + JSON: no pickle is ever read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from flexip.errors import CheckpointError
+
+CHECKPOINTS = "checkpoints"
+STATE_DIR = "training_state"
+STATE_FILE = "trainer_state.json"
+_NAME = re.compile(r"^step-(\d+)$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def checkpoints_root(output_dir: str | os.PathLike) -> Path:
+    return Path(output_dir) / CHECKPOINTS
+
+
+def is_checkpoint(path: Path) -> bool:
+    return (path / STATE_DIR / STATE_FILE).is_file()
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints as (step, folder), oldest first. `.tmp` and `.old` folders are not listed."""
+    root = checkpoints_root(output_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = _NAME.match(path.name)
+        if match and path.is_dir() and is_checkpoint(path):
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    checkpoints = list_checkpoints(output_dir)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def remove_partial(output_dir: str | os.PathLike) -> list[Path]:
+    """Delete leftovers of interrupted writes (`step-*.tmp`, `step-*.old`); return what was removed."""
+    root = checkpoints_root(output_dir)
+    removed = []
+    if root.is_dir():
+        for path in root.iterdir():
+            if path.is_dir() and path.suffix in (".tmp", ".old") and _NAME.match(path.stem):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+def resolve_resume(output_dir: str | os.PathLike, resume: str) -> Path | None:
+    """`latest` → the newest complete checkpoint of `output_dir` (None if there is none yet);
+    anything else must be a checkpoint folder."""
+    if resume == "latest":
+        return latest_checkpoint(output_dir)
+    path = Path(resume)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint not found: {path} (give a checkpoint folder or 'latest')")
+    if not is_checkpoint(path):
+        raise CheckpointError(f"{path} is not a complete training checkpoint (no {STATE_DIR}/{STATE_FILE})")
+    return path
+
+
+def write_checkpoint(output_dir: str | os.PathLike, step: int, write: Callable[[Path], None], keep: int | None = None) -> Path:
+    """Call `write(folder)` on a fresh `step-N.tmp/`, then publish it atomically as `step-N/`; then keep
+    only the newest `keep` checkpoints."""
+    root = checkpoints_root(output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    temporary = final.with_name(final.name + ".tmp")
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    temporary.mkdir()
+    write(temporary)
+    _fsync_tree(temporary)
+    if final.exists():  # the same step written again: keep the old one until the new one is in place
+        old = final.with_name(final.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+        os.replace(temporary, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(temporary, final)
+    _fsync_directory(root)
+    rotate_checkpoints(output_dir, keep)
+    return final
+
+
+def rotate_checkpoints(output_dir: str | os.PathLike, keep: int | None) -> list[Path]:
+    if keep is None:
+        return []
+    removed = []
+    for _, path in list_checkpoints(output_dir)[:-keep]:
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def _fsync_directory(folder: Path) -> None:
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+# ---- state trees (optimizer, EMA, scaler states) as safetensors + JSON --------------------------
+
+def save_state_tree(tree: Any, directory: Path, name: str) -> None:
+    """Write a nested structure of dicts / lists / tuples / numbers / strings / tensors as
+    `name.json` (the structure) + `name.safetensors` (the tensors)."""
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _flatten(tree, name, tensors)
+    save_file(tensors, str(directory / f"{name}.safetensors"))
+    (directory / f"{name}.json").write_text(json.dumps(structure, indent=1), encoding="utf-8")
+
+
+def load_state_tree(directory: Path, name: str) -> Any:
+    structure_path, tensor_path = directory / f"{name}.json", directory / f"{name}.safetensors"
+    if not structure_path.is_file() or not tensor_path.is_file():
+        raise CheckpointError(f"incomplete checkpoint: {directory} lacks {name}.json / {name}.safetensors")
+    try:
+        tensors = load_file(str(tensor_path))
+        return _unflatten(json.loads(structure_path.read_text(encoding="utf-8")), tensors)
+    except (OSError, ValueError, KeyError) as error:
+        raise CheckpointError(f"cannot read {name} state from {directory}: {error}") from None
+
+
+def _flatten(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        tensors[key] = value.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: _flatten(v, f"{key}.{k}", tensors) for k, v in value.items()}
+        return {"__items__": [[k, _flatten(v, f"{key}.{k}", tensors)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_flatten(v, f"{key}.{i}", tensors) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_flatten(v, f"{key}.{i}", tensors) for i, v in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise CheckpointError(f"cannot store a {type(value).__name__} at {key} in a checkpoint")
+
+
+def _unflatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__items__" in value:
+            return {k: _unflatten(v, tensors) for k, v in value["__items__"]}
+        if "__tuple__" in value:
+            return tuple(_unflatten(v, tensors) for v in value["__tuple__"])
+        return {k: _unflatten(v, tensors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unflatten(v, tensors) for v in value]
+    return value
+
+
+def save_trainer_state(directory: Path, state: dict) -> None:
+    (directory / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def load_trainer_state(checkpoint: Path) -> dict:
+    path = checkpoint / STATE_DIR / STATE_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"cannot read {path}: {error}") from None

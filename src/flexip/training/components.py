@@ -1,0 +1,118 @@
+"""Loading what a training run needs: the frozen components (frozen for real) and the trainable adapter."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from flexip.errors import FlexIPInputError
+from flexip.models.adapter import DEFAULT_DINO_ENCODER, DEFAULT_IMAGE_ENCODER, FlexIPAdapter
+from flexip.training.config import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+
+def load_frozen_components(model: ModelConfig) -> dict:
+    """vae, text_encoder, tokenizer, unet, scheduler, image_encoder, feature_extractor, dino_encoder,
+    dino_processor, in eval mode with requires_grad off (still where and how they were loaded)."""
+    from flexip.presets import load_components
+
+    components = load_components(model.base, model.image_encoder, model.dino_encoder)
+    for value in components.values():
+        if isinstance(value, torch.nn.Module):
+            value.requires_grad_(False).eval()
+    return components
+
+
+def place_components(components: dict, device: torch.device, dtype: torch.dtype) -> None:
+    for value in components.values():
+        if isinstance(value, torch.nn.Module):
+            value.to(device=device, dtype=dtype)
+
+
+def build_adapter(model: ModelConfig, components: dict, seed: int) -> FlexIPAdapter:
+    """A fresh adapter for the base UNet (deterministic for a seed), or `model.init_adapter` loaded."""
+    unet = components["unet"]
+    if model.init_adapter is not None:
+        adapter = FlexIPAdapter.from_pretrained(model.init_adapter)
+        adapter.check_compatible(unet)
+    else:
+        overrides = dict(model.adapter)
+        if model.base == "tiny-random":
+            from flexip.presets.tiny_random import TINY_ADAPTER_CONFIG
+
+            overrides = {**TINY_ADAPTER_CONFIG, **overrides}
+        else:
+            overrides.setdefault("image_encoder", model.image_encoder or DEFAULT_IMAGE_ENCODER)
+            overrides.setdefault("dino_encoder", model.dino_encoder or DEFAULT_DINO_ENCODER)
+        clip_dim = components["image_encoder"].config.projection_dim
+        dino_dim = components["dino_encoder"].config.hidden_size
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            adapter = FlexIPAdapter.from_unet(unet, clip_dim, dino_dim, **overrides)
+    return adapter.to(dtype=torch.float32).train()
+
+
+def native_resolution(components: dict) -> int:
+    """The base model's own image size: UNet sample size × VAE downscaling factor."""
+    vae_factor = 2 ** (len(components["vae"].config.block_out_channels) - 1)
+    return int(components["unet"].config.sample_size) * vae_factor
+
+
+def check_resolution(resolution: int, components: dict) -> None:
+    vae_factor = 2 ** (len(components["vae"].config.block_out_channels) - 1)
+    unet_factor = 2 ** (len(components["unet"].config.down_block_types) - 1)
+    multiple = vae_factor * unet_factor
+    if resolution % multiple:
+        raise FlexIPInputError(f"data.resolution must be a multiple of {multiple} for this base model, got {resolution}")
+
+
+def load_dataset(config):
+    """The manifest's records as a FlexIPDataset; an empty or invalid manifest fails here, at start."""
+    from flexip.data.datasets import FlexIPDataset, ModalityMixSampler
+    from flexip.data.manifest import load_manifest
+
+    records = load_manifest(config.data.manifest)
+    try:
+        ModalityMixSampler(records, config.data.mix)  # the mix must fit the manifest
+    except FlexIPInputError as error:
+        raise FlexIPInputError(f"data.mix {config.data.mix}: {error} (set data.mix, e.g. data.mix.video=0)") from None
+    return FlexIPDataset(
+        records, seed=config.runtime.seed, min_gap=config.data.min_gap, max_gap=config.data.max_gap,
+        augment=config.data.reference_augment(), video_augment=config.data.reference_video_augment(),
+    )
+
+
+def cache_signature(config, resolution: int, dino_layer: int) -> dict:
+    """What a feature cache must have been built with to be valid for `config`."""
+    model = config.model
+    return {
+        "base": model.base, "image_encoder": model.image_encoder, "dino_encoder": model.dino_encoder,
+        "dino_layer": dino_layer, "resolution": resolution,
+    }
+
+
+def data_signature(config) -> dict:
+    """The data settings a feature cache froze (a mismatch only warns)."""
+    from pathlib import Path
+
+    from flexip.training.cache import file_digest
+
+    data = config.data
+    return {
+        "manifest": str(Path(data.manifest).resolve()), "manifest_sha256": file_digest(data.manifest), "seed": config.runtime.seed,
+        "min_gap": data.min_gap, "max_gap": data.max_gap, "augment": data.augment, "video_augment": data.video_augment,
+    }
+
+
+def dino_layer(model: ModelConfig) -> int:
+    """The DINOv2 hidden layer the adapter reads (from `init_adapter`'s config or the overrides)."""
+    if model.init_adapter is not None:
+        import json
+        from pathlib import Path
+
+        config_path = Path(model.init_adapter) / FlexIPAdapter.config_name
+        if config_path.is_file():
+            return int(json.loads(config_path.read_text()).get("dino_layer", -1))
+    return int(model.adapter.get("dino_layer", -1))

@@ -1,0 +1,50 @@
+"""`FlexIPTrainingModel`: the frozen UNet with the trainable adapter injected, as one nn.Module.
+
+One module so that `accelerator.prepare` can wrap it (DistributedDataParallel all-reduces the
+adapter's gradients; the UNet's parameters do not require gradients and are ignored). Its forward is
+the whole conditioned denoiser of one training step:
+
+    C_pres = PreservationAdapter(c_cls, F_dino)
+    C_pers = PersonalizationAdapter(T, c_cls)
+    ε̂ (or v̂) = UNet(x_t, t, T) with every cross-attention layer gated by the per-sample γ
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from flexip.gate import GateSettings
+from flexip.models.adapter import FlexIPAdapter
+from flexip.models.attention_processor import FlexIPConditioning
+from flexip.models.injection import inject_adapter, remove_adapter
+
+
+class FlexIPTrainingModel(nn.Module):
+    def __init__(self, unet: nn.Module, adapter: FlexIPAdapter):
+        super().__init__()
+        self.unet = unet
+        self.adapter = adapter
+        self.injection = inject_adapter(unet, adapter)
+
+    def forward(
+        self,
+        noisy_latents: torch.Tensor,  # (batch, 4, h, w)
+        timesteps: torch.Tensor,  # (batch,)
+        text_embeds: torch.Tensor,  # (batch, seq, cross_dim)
+        clip_embeds: torch.Tensor,  # (batch, clip_dim)
+        dino_tokens: torch.Tensor,  # (batch, patches, dino_dim)
+        gamma: torch.Tensor,  # (batch,) on the CPU
+    ) -> torch.Tensor:
+        pres_tokens = self.adapter.preservation_tokens(clip_embeds, dino_tokens)
+        pers_tokens = self.adapter.personalization_tokens(text_embeds, clip_embeds)
+        self.injection.state.conditioning = FlexIPConditioning(pres_tokens, pers_tokens, GateSettings(gamma=gamma))
+        return self.unet(noisy_latents, timesteps, encoder_hidden_states=text_embeds).sample
+
+    def detach_adapter(self) -> None:
+        """Give the UNet back its own processors (before a pipeline injects an adapter itself)."""
+        remove_adapter(self.injection)
+
+    def attach_adapter(self) -> None:
+        if not self.injection.active:
+            self.injection = inject_adapter(self.unet, self.adapter)
