@@ -33,24 +33,16 @@ def main() -> None:
 
 
 def _register() -> None:
+    # each module imports its heavy dependencies inside the command, so `flexip --help` stays fast
+    from flexip.cli.data import data_group
     from flexip.cli.demo import demo
+    from flexip.cli.eval import eval_group
     from flexip.cli.generate import generate
+    from flexip.cli.miniworld import miniworld_group
+    from flexip.cli.train import train
 
-    main.add_command(generate)
-    main.add_command(demo)
-    for module, attribute in (
-        ("flexip.cli.eval", "eval_group"),
-        ("flexip.cli.train", "train"),
-        ("flexip.cli.data", "data_group"),
-        ("flexip.cli.miniworld", "miniworld_group"),
-    ):
-        try:
-            imported = __import__(module, fromlist=[attribute])
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
-            continue
-        main.add_command(getattr(imported, attribute))
+    for command in (generate, demo, train, eval_group, data_group, miniworld_group):
+        main.add_command(command)
 
 
 _register()
