@@ -1,7 +1,6 @@
 import pytest
-import torch
 
-from flexip.presets.tiny_random import tiny_adapter, tiny_base_components, tiny_pipeline, tiny_reference_encoders
+from flexip.presets.tiny_random import tiny_adapter, tiny_base_components, tiny_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -104,18 +104,8 @@ def test_generated_sweep_is_scored_with_its_run_settings(tmp_path, tiny_bench, b
     assert set(result.overall) == {"CLIP-T", "DINO-I"} and result.live is None
 
 
-def _flexip_pipeline_available() -> bool:
-    try:
-        from flexip.presets.tiny_random import tiny_pipeline  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
-needs_pipeline = pytest.mark.skipif(not _flexip_pipeline_available(), reason="flexip.FlexIPPipeline is not importable")
-
-
-@needs_pipeline
 def test_flexip_sweep_is_one_call_from_one_noise(tmp_path, tiny_bench):
     from flexip.evaluation.runner import FlexIPMethod
     from flexip.presets.tiny_random import tiny_pipeline
@@ -129,7 +119,6 @@ def test_flexip_sweep_is_one_call_from_one_noise(tmp_path, tiny_bench):
     assert swept[1].tobytes() == single[0].tobytes()  # same seed → same noise, with or without the sweep
 
 
-@needs_pipeline
 def test_eval_run_command_end_to_end(tmp_path, cli, tiny_bench_dir, backbone_config):
     from click.testing import CliRunner
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from flexip.atomic import write_text
 from flexip.errors import FlexIPInputError
 from flexip.evaluation.defaults import DEFAULT_BASE_MODEL
 
@@ -92,7 +93,7 @@ def _print_ranking(result_paths: list[Path], out_dir: Path) -> None:
     table = ranking.load_rank_table(result_paths)
     ranked = ranking.rank_methods(table)
     markdown = ranking.to_markdown(ranked)
-    ranking.atomic_write_text(out_dir / "ranking.md", markdown)
+    write_text(out_dir / "ranking.md", markdown)
     ranking.to_csv(ranked, out_dir / "ranking.csv")
     click.echo(markdown, nl=False)
 
@@ -256,7 +257,7 @@ def rank_command(inputs, markdown_path, csv_path, sort):
     if len(used) < len(METRICS):
         click.echo(f"note: mRank averages {len(used)} metrics ({', '.join(used)}), not all {len(METRICS)}", err=True)
     if markdown_path:
-        ranking.atomic_write_text(markdown_path, markdown)
+        write_text(markdown_path, markdown)
     if csv_path:
         ranking.to_csv(ranked, csv_path)
 

@@ -164,16 +164,8 @@ def load_image(
 
 def save_image(image: Image.Image, path: str | os.PathLike) -> Path:
     """Write an image atomically (temporary file in the same folder, then rename): no half-written PNGs."""
-    import tempfile
+    from flexip.atomic import atomic_path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".png")
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         image.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    return Path(path)

@@ -11,7 +11,6 @@ fine for the short clips used for training — cut long videos into clips first)
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence, Union
 
@@ -19,6 +18,7 @@ import av
 import numpy as np
 from PIL import Image
 
+from flexip.atomic import atomic_path
 from flexip.data.images import load_image
 from flexip.errors import FlexIPInputError
 
@@ -116,6 +116,7 @@ def write_video(
     codec: str | None = None,
     pix_fmt: str = "yuv420p",
     crf: int = 17,
+    qp: int | None = None,
 ) -> Path:
     """Encode RGB frames (PIL images or uint8 HxWx3 arrays, all the same size) into a video file.
 
@@ -125,6 +126,9 @@ def write_video(
     visually lossless); mpeg4 gets a generous fixed bit rate instead. Width and height must be even for
     yuv420p. The file is written to a temporary name and moved into place, so an interrupted write
     never leaves a truncated clip. Returns the path.
+
+    `qp` asks for a constant quantizer instead (libx264 QP, mpeg4 qscale) with one encoder thread: the
+    same frames then always give the same bytes (CRF's rate control depends on encoder history).
     """
     out = Path(path)
     arrays = [_frame_array(frame, position) for position, frame in enumerate(frames)]
@@ -145,26 +149,25 @@ def write_video(
     if codec not in av.codecs_available:
         raise FlexIPInputError(f"video codec {codec!r} is not available in this PyAV/FFmpeg build")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
-    os.close(descriptor)
-    try:
-        options = {"crf": str(crf)} if codec == "libx264" else {}
-        with av.open(temporary, mode="w", format=_format_for(out)) as container:
+    with atomic_path(out) as temporary:
+        if qp is not None:
+            options = {"qp": str(qp), "threads": "1"} if codec == "libx264" else {"qscale": str(min(31, max(1, qp)))}
+        else:
+            options = {"crf": str(crf)} if codec == "libx264" else {}
+        with av.open(str(temporary), mode="w", format=_format_for(out)) as container:
             stream = container.add_stream(codec, rate=int(fps), options=options)
             stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-            if codec != "libx264":
+            if qp is not None:
+                stream.codec_context.thread_count = 1
+                if codec != "libx264":
+                    stream.codec_context.qscale = min(31, max(1, qp))
+            elif codec != "libx264":
                 stream.bit_rate = max(400_000, width * height * int(fps) * 4)
             for array in arrays:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(temporary, out)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
     return out
 
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 import torch
 
-from flexip.data.images import FitMode, ImageInput, load_image
+from flexip.data.images import FitMode, load_image
 from flexip.errors import FlexIPInputError
 
 MultiReference = Literal["mean", "concat"]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from flexip.atomic import atomic_path
 from flexip.errors import FlexIPInputError
 
 _OFFLINE_VARIABLES = ("FLEXIP_OFFLINE", "HF_HUB_OFFLINE")
@@ -47,25 +47,20 @@ def download(url: str, destination: Path, what: str, sha256: str | None = None) 
             f"download {url} yourself and pass its local path"
         )
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {what}") as progress:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    out.write(block)
-                    progress.update(len(block))
-        if sha256 is not None:
-            found = sha256_of(Path(temporary))
-            if found != sha256:
-                raise FlexIPInputError(f"{what} downloaded from {url} has sha256 {found}, expected {sha256}")
-        os.replace(temporary, destination)
+        with atomic_path(destination) as temporary:
+            with open(temporary, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {what}") as progress:
+                    for block in iter(lambda: response.read(1 << 20), b""):
+                        out.write(block)
+                        progress.update(len(block))
+            if sha256 is not None:
+                found = sha256_of(temporary)
+                if found != sha256:
+                    raise FlexIPInputError(f"{what} downloaded from {url} has sha256 {found}, expected {sha256}")
     except OSError as error:
         raise FlexIPInputError(f"could not download {what} from {url}: {error}") from None
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return destination
 
 

@@ -18,7 +18,8 @@ import pandas as pd
 
 from flexip.errors import FlexIPInputError
 from flexip.evaluation.metrics import METRICS
-from flexip.evaluation.results import atomic_write_text, find_result_files, is_result_file, load_result
+from flexip.atomic import write_text
+from flexip.evaluation.results import find_result_files, is_result_file, load_result
 
 
 def rank_methods(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
@@ -93,7 +94,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def to_csv(ranked: pd.DataFrame, path: str | Path) -> None:
-    atomic_write_text(path, ranked.to_csv(index=False))
+    write_text(path, ranked.to_csv(index=False))
 
 
 def load_rank_table(paths: Sequence[str | Path]) -> pd.DataFrame:

@@ -22,7 +22,8 @@ from flexip.errors import FlexIPInputError
 from flexip.evaluation.curves import CurveStatistics, curve_statistics
 from flexip.evaluation.metrics import METRICS
 from flexip.evaluation.ranking import markdown_table
-from flexip.evaluation.results import EvaluationResult, atomic_write_text
+from flexip.atomic import write_text
+from flexip.evaluation.results import EvaluationResult
 
 IDENTITY_METRICS = ("CLIP-I", "DINO-I")
 TEXT_METRIC = "CLIP-T"
@@ -160,6 +161,6 @@ def write_report(results: Sequence[EvaluationResult], out_dir: str | Path) -> di
     if statistics:
         written["sweep_curves"] = plot_sweep_curves(results, out_dir / "sweep_curves.png")
         frame = pd.DataFrame([asdict(item) for item in statistics])
-        written["sweep_statistics_csv"] = atomic_write_text(out_dir / "sweep_statistics.csv", frame.to_csv(index=False))
-        written["sweep_statistics_md"] = atomic_write_text(out_dir / "sweep_statistics.md", statistics_markdown(statistics))
+        written["sweep_statistics_csv"] = write_text(out_dir / "sweep_statistics.csv", frame.to_csv(index=False))
+        written["sweep_statistics_md"] = write_text(out_dir / "sweep_statistics.md", statistics_markdown(statistics))
     return written

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +16,8 @@ from typing import Iterable
 
 from PIL import Image
 
+from flexip.atomic import write_text
+from flexip.data.images import save_image
 from flexip.errors import FlexIPInputError
 from flexip.version import __version__
 
@@ -25,31 +25,11 @@ RESULT_FORMAT = "flexip-eval-result"
 FORMAT_VERSION = 1
 
 
-def _atomic_write(path: str | Path, write) -> Path:
-    """Write through a temporary file in the same folder, then rename over `path` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            write(out)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return _atomic_write(path, lambda out: out.write(text.encode("utf-8")))
-
-
 def atomic_save_image(image: Image.Image, path: str | Path) -> Path:
     """Save a PIL image (format from the suffix) so that an interrupted run leaves no truncated file."""
-    image_format = Image.registered_extensions().get(Path(path).suffix.lower())
-    if image_format is None:
+    if Image.registered_extensions().get(Path(path).suffix.lower()) is None:
         raise FlexIPInputError(f"cannot tell the image format of {path}; use .png or .jpg")
-    return _atomic_write(path, lambda out: image.save(out, format=image_format))
+    return save_image(image, path)
 
 
 def _clean(value):
@@ -118,7 +98,7 @@ class EvaluationResult:
 
 
 def save_result(result: EvaluationResult, path: str | Path) -> Path:
-    return atomic_write_text(path, json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n")
+    return write_text(path, json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n")
 
 
 def load_result(path: str | Path) -> EvaluationResult:

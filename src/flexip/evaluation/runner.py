@@ -32,7 +32,8 @@ from flexip.data.images import load_image
 from flexip.errors import FlexIPInputError
 from flexip.evaluation.backbones import Backbones
 from flexip.evaluation.dreambench import DreamBench
-from flexip.evaluation.results import atomic_save_image, atomic_write_text, result_filename, save_result
+from flexip.atomic import write_text
+from flexip.evaluation.results import atomic_save_image, result_filename, save_result
 from flexip.evaluation.scoring import RUN_FILE, ScoreConfig, Setting, collect_images, control_folder, score_setting
 from flexip.version import __version__
 
@@ -247,7 +248,7 @@ def generate_benchmark(
     images_root.mkdir(parents=True, exist_ok=True)
     run_path = images_root / RUN_FILE
     record = _merge_run_record(run_path, _run_record(method, bench, config))
-    atomic_write_text(run_path, json.dumps(record, indent=1) + "\n")
+    write_text(run_path, json.dumps(record, indent=1) + "\n")
 
     tasks = []  # (subject, prompt index, prompt, seed, missing values)
     for subject in subjects:

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from flexip.atomic import atomic_path, is_temporary, write_text
 from flexip.errors import FlexIPInputError
 from flexip.miniworld.identity import CLASSES, SEED_RANGE, make_identity
 from flexip.miniworld.render import SUPERSAMPLE, render
@@ -251,22 +252,9 @@ def calibration_pairs(config: WorldConfig) -> list[dict]:
 # Atomic file writing
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
-
-
 def save_png(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as temporary:
+        Image.fromarray(array).save(temporary, format="PNG")
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
@@ -274,37 +262,12 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 8, codec: str = "libx264") -> None:
-    """Write uint8 RGB frames (even height and width) as an mp4 (yuv420p), atomically, with PyAV."""
-    import av
+    """uint8 RGB frames (even height and width) → mp4 (yuv420p), atomically, with a constant quantizer:
+    CRF's rate control gave different bytes for the same frames depending on what the process had
+    encoded before; a constant QP (4 for libx264, qscale 2 for mpeg4) is reproducible."""
+    from flexip.data.video import write_video as encode
 
-    height, width = frames[0].shape[:2]
-    if height % 2 or width % 2:
-        raise FlexIPInputError(f"video frames need even dimensions, got {width}×{height}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    try:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream(codec, rate=fps)
-            stream.width, stream.height = width, height
-            stream.pix_fmt = "yuv420p"
-            stream.codec_context.thread_count = 1  # keeps the encoder deterministic
-            if codec == "libx264":
-                # Constant QP, not CRF: CRF's rate control gave different bytes for the same frames
-                # depending on what the process had encoded before; constant QP is reproducible.
-                stream.options = {"qp": "4", "preset": "medium", "threads": "1"}
-            else:  # mpeg4: fixed quantiser, near the best quality
-                stream.codec_context.qscale = 2
-                stream.options = {"qscale": "2"}
-            for array in frames:
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    encode(frames, path, fps, codec=codec, qp=4 if codec == "libx264" else 2)
 
 
 def read_video(path: Path) -> list[np.ndarray]:
@@ -349,7 +312,7 @@ def _remove_stale_temporaries(root: Path) -> None:
     """Delete the temporary files of an interrupted run (complete files were renamed into place)."""
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
-            if ".tmp-" in name:
+            if is_temporary(name):
                 Path(dirpath, name).unlink(missing_ok=True)
 
 

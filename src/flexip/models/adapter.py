@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from flexip.atomic import atomic_path, write_text
 from flexip.errors import CheckpointError
 from flexip.models.attention_processor import DecoupledKV
 from flexip.models.personalization import PersonalizationAdapter
@@ -152,8 +152,9 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
         directory.mkdir(parents=True, exist_ok=True)
         config_text = self.to_json_string()
         tensors = {key: value.detach().contiguous().cpu() for key, value in self.state_dict().items()}
-        _atomic_write(directory / WEIGHTS_NAME, lambda path: save_file(tensors, path, metadata={"flexip_config": config_text, "format": "pt"}))
-        _atomic_write(directory / self.config_name, lambda path: Path(path).write_text(config_text))
+        with atomic_path(directory / WEIGHTS_NAME) as temporary:
+            save_file(tensors, str(temporary), metadata={"flexip_config": config_text, "format": "pt"})
+        write_text(directory / self.config_name, config_text)
         return directory
 
     @classmethod
@@ -206,17 +207,6 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
         if problems:
             raise CheckpointError("adapter weights do not match the adapter config: " + "; ".join(problems))
         self.load_state_dict(state_dict, strict=True)
-
-
-def _atomic_write(path: Path, write) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def _resolve_directory(pretrained: str | os.PathLike, **hub_kwargs) -> Path:

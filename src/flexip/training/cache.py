@@ -33,6 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
+from flexip.atomic import replace_directory
 from flexip.errors import FlexIPInputError
 from flexip.training.features import Features, FeatureEncoder
 
@@ -121,15 +122,7 @@ def build_feature_cache(
         "signature": signature, "data": data, "skipped": dict(skipped),
     }
     (temporary / INDEX).write_text(json.dumps(index, indent=1), encoding="utf-8")
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out, old)
-        os.replace(temporary, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(temporary, out)
+    replace_directory(temporary, out)
     return CacheReport(out, len(modalities), writer.entries, skipped, time.perf_counter() - start)
 
 

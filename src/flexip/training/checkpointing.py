@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from flexip.atomic import replace_directory
 from flexip.errors import CheckpointError
 
 CHECKPOINTS = "checkpoints"
@@ -106,15 +107,7 @@ def write_checkpoint(output_dir: str | os.PathLike, step: int, write: Callable[[
     temporary.mkdir()
     write(temporary)
     _fsync_tree(temporary)
-    if final.exists():  # the same step written again: keep the old one until the new one is in place
-        old = final.with_name(final.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-        os.replace(temporary, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(temporary, final)
+    replace_directory(temporary, final)  # the same step written again: the old one stays until the new one is in place
     _fsync_directory(root)
     rotate_checkpoints(output_dir, keep)
     return final

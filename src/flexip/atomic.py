@@ -1,0 +1,60 @@
+"""Atomic writes: a file or folder is either the old one or the complete new one, never half-written.
+
+A leaf module (imports nothing from the package), used by everything that writes user-visible files:
+adapters, images, videos, manifests, result files, checkpoints and caches.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+#: Every temporary name contains this marker, so a resumed job can find and delete leftovers of a kill.
+TEMPORARY_MARKER = ".tmp-"
+
+
+def is_temporary(name: str) -> bool:
+    return TEMPORARY_MARKER in name
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (same suffix, so writers that look at it pick the right format);
+    on success it is renamed over `path`, on error it is removed and `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMPORARY_MARKER}", suffix=path.suffix or ".tmp")
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def replace_directory(temporary: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Move the finished folder `temporary` to `final`; an existing `final` is kept aside until the new one is
+    in place, then removed."""
+    temporary, final = Path(temporary), Path(final)
+    if final.exists():
+        old = final.with_name(final.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+        os.replace(temporary, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(temporary, final)
+    return final
