@@ -85,8 +85,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 gives steadier numbers on a busy machine)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -133,11 +136,16 @@ def main() -> None:
         "IP-Adapter-Plus": (lambda: None, lambda: ip_unet(sample, 500, encoder_hidden_states=text, added_cond_kwargs={"image_embeds": [clip_hidden]})),
     }
     times = {name: [] for name in variants}
-    memory = {}
+    memory, flops = {}, {}
+    from torch.utils.flop_counter import FlopCounterMode
+
     with torch.no_grad():
         for name, (setup, step) in variants.items():  # warm-up round, also used for peak memory
             setup()
             memory[name] = _peak_memory_run(step)
+            with FlopCounterMode(display=False) as counter:  # exact operation count: free of timing noise
+                step()
+            flops[name] = counter.get_total_flops()
         for round_index in range(args.rounds):
             for name, (setup, step) in variants.items():
                 setup()
@@ -166,19 +174,19 @@ def main() -> None:
     five_calls = time.perf_counter() - start
 
     rows = [
-        "| variant | median step (s) | runs | vs base | vs IP-Adapter-Plus | RSS before step (MiB) | peak during step (MiB) |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | median step (s) | runs | vs base | vs IP-Adapter-Plus | GFLOP per step | FLOPs vs base | RSS before step (MiB) | peak during step (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in variants:
         before, peak = memory[name]
         rows.append(f"| {name} | {median[name]:.2f} | {len(times[name])} | {median[name] / median['base']:.3f}× | "
-                    f"{median[name] / median['IP-Adapter-Plus']:.3f}× | {before:.0f} | {peak:.0f} |")
+                    f"{median[name] / median['IP-Adapter-Plus']:.3f}× | {flops[name] / 1e9:.0f} | {flops[name] / flops['base']:.4f}× | {before:.0f} | {peak:.0f} |")
     adapter_params = sum(p.numel() for p in adapter.parameters())
     markdown = "\n".join([
         "## One UNet step at SD1.5 size (`benchmarks/step_overhead.py`)",
         "",
         f"Random weights, SD1.5 UNet config, 512 px (64×64 latents), batch {batch}, fp32, device `{args.device}`; "
-        f"variants interleaved, median of {args.rounds} rounds after one warm-up. FlexIP adapter: {adapter_params / 1e6:.1f} M parameters, γ = 0.5 "
+        f"{torch.get_num_threads()} torch threads; variants interleaved, median of {args.rounds} rounds after one warm-up. FlexIP adapter: {adapter_params / 1e6:.1f} M parameters, γ = 0.5 "
         "(both branches computed). Targets: FlexIP ≤ 1.10× base and ≤ 1.05× IP-Adapter-Plus.",
         "",
         *rows,
