@@ -25,7 +25,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/step_overhead.py
+	$(PY) benchmarks/step_overhead.py --threads 1 --rounds 7
+	$(PY) benchmarks/feature_cache.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
