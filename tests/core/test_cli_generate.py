@@ -14,7 +14,7 @@ def _reference(tmp_path):
 def test_generate_sweep_writes_images_and_grid(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["generate", "--reference", str(_reference(tmp_path)), "--prompt", "a dog in the snow",
-                                       "--gamma", "0", "0.5", "1", "--steps", "2", "--out", str(out)])
+                                       "--gamma", "0", "0.5,1", "--steps", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.iterdir())
     assert names == ["00_a-dog-in-the-snow_g0.00_0.png", "00_a-dog-in-the-snow_g0.50_0.png", "00_a-dog-in-the-snow_g1.00_0.png", "grid.png"]

@@ -60,6 +60,8 @@ def generate(references, prompts, gammas, adapter_scale, w_pres, w_pers, negativ
     device = resolve_device(device)
     pipe = FlexIPPipeline.from_pretrained(base or DEFAULT_PRESET, adapter=adapter, allow_pickle=allow_pickle).to(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    # "0 0.5 1" and "0,0.5,1" both give a sweep (the comma form is the one `flexip eval` uses)
+    gammas = [part for text in gammas for part in (text.split(",") if "=" not in text else [text]) if part.strip()]
     parsed = [parse_gamma(text) for text in gammas]
     if len(parsed) > 1 and not all(isinstance(value, float) for value in parsed):
         raise FlexIPInputError("a sweep (several --gamma values) takes plain numbers; schedules and per-block values go alone")
