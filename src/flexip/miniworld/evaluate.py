@@ -1,0 +1,161 @@
+"""Measuring the miniworld preset on held-out identities with the independent evaluation encoders.
+
+    flexip miniworld evaluate [--preset DIR] [--data runs/miniworld/data] [--subjects 20] [--prompts 8]
+
+For each of the first N held-out identities (never in the training manifest): its 3 references
+(plain backdrop), P of its test prompts; generated images at γ ∈ {0, 0.25, 0.5, 0.75, 1} and by the
+base model alone (adapter_scale = 0), one noise per (subject, prompt) shared by all six. Scores with
+the preset's eval/clip and eval/dino (trained separately from the encoders the adapter reads):
+
+    CLIP-T = cos(image, its prompt)   CLIP-I / DINO-I = mean cos(image, the subject's references)
+
+(`flexip.evaluation.metrics`). Calibration on the same scale, from pairs.jsonl: real-vs-real (one
+identity, two scenes) and real-vs-other (two identities); plus the true render of every test prompt
+scored like a generated image ("real render"). Writes evaluation.json, evaluation.md and a sample grid.
+Nothing here is tuned to the results: subjects, prompts, seed, steps and guidance are fixed up front.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from flexip.evaluation import metrics as M
+
+GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: Which of a held-out identity's 12 test prompts are used (heldout_prompt_texts order): four
+#: background changes, colour, pattern + background, shape, style + background.
+PROMPT_ORDER = (0, 1, 2, 3, 6, 7, 8, 9, 4, 5, 10, 11)
+
+
+def _ensure_heldout(data_dir: Path, subjects: int) -> None:
+    """Render the held-out files if the folder has none (a fresh checkout without the training data)."""
+    if (data_dir / "heldout.jsonl").exists():
+        return
+    from flexip.miniworld.dataset import WorldConfig, make_dataset
+
+    make_dataset(data_dir, WorldConfig(identities=400, heldout=max(40, subjects)), images=0, videos=0, multiview=0, progress=False)
+
+
+def calibration(data_dir: Path, clip, dino) -> dict:
+    pairs = [json.loads(line) for line in (data_dir / "pairs.jsonl").read_text().splitlines() if line.strip()]
+    heldout = [json.loads(line) for line in (data_dir / "heldout.jsonl").read_text().splitlines() if line.strip()]
+    caption_of = {target: prompt for row in heldout for target, prompt in zip(row["targets"], row["prompts"])}
+    result = {}
+    for kind in ("real-vs-real", "real-vs-other"):
+        chosen = [p for p in pairs if p["kind"] == kind]
+        a = [Image.open(data_dir / p["a"]).convert("RGB") for p in chosen]
+        b = [Image.open(data_dir / p["b"]).convert("RGB") for p in chosen]
+        clip_a, clip_b = clip.embed_images(a), clip.embed_images(b)
+        dino_a, dino_b = dino.embed_images(a), dino.embed_images(b)
+        # CLIP-T: image a with its own caption (real-vs-real) / with image b's caption (real-vs-other)
+        texts = clip.embed_texts([caption_of[p["a"] if kind == "real-vs-real" else p["b"]] for p in chosen])
+        result[kind] = {
+            "pairs": len(chosen),
+            "CLIP-T": float(M.clip_t(clip_a, texts).mean()),
+            "CLIP-I": float(M.paired_cosine(clip_a, clip_b).mean()),
+            "DINO-I": float(M.paired_cosine(dino_a, dino_b).mean()),
+        }
+    return result
+
+
+def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20, prompts: int = 8, steps: int = 20,
+             guidance: float = 3.0, seed: int = 0, device: str = "cpu", log=print) -> dict:
+    from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
+    from flexip.models.adapter import FlexIPAdapter
+    from flexip.pipelines.pipeline_flexip import FlexIPPipeline
+    from flexip.presets import load_components
+
+    preset_dir, data_dir, out_dir = Path(preset_dir), Path(data_dir), Path(out_dir)
+    _ensure_heldout(data_dir, subjects)
+    rows = [json.loads(line) for line in (data_dir / "heldout.jsonl").read_text().splitlines() if line.strip()][:subjects]
+    started = time.perf_counter()
+    components = load_components(str(preset_dir / "base"), str(preset_dir / "image_encoder"), str(preset_dir / "dino"))
+    pipe = FlexIPPipeline(**components, adapter=FlexIPAdapter.from_pretrained(str(preset_dir / "adapter")).eval()).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    clip = load_clip_embedder(str(preset_dir / "eval" / "clip"), device=device)
+    dino = load_dino_embedder(str(preset_dir / "eval" / "dino"), device=device)
+    conditions = ["base"] + [f"gamma={g}" for g in GAMMAS]
+    scores = {c: {"CLIP-T": [], "CLIP-I": [], "DINO-I": []} for c in conditions + ["real render"]}
+    grid_rows, grid_labels = [], []
+    for j, row in enumerate(rows):
+        references = [Image.open(data_dir / path).convert("RGB") for path in row["references"]]
+        chosen = [PROMPT_ORDER[k] for k in range(prompts)]
+        texts = [row["prompts"][k] for k in chosen]
+        truths = [Image.open(data_dir / row["targets"][k]).convert("RGB") for k in chosen]
+        embeds = pipe.encode_reference(references)
+        swept = pipe(texts, reference_embeds=embeds, gamma=list(GAMMAS), num_inference_steps=steps, guidance_scale=guidance,
+                     generator=torch.Generator().manual_seed(seed + j)).images  # prompt-major: p0 γ0..γ4, p1 ...
+        base = pipe(texts, adapter_scale=0.0, num_inference_steps=steps, guidance_scale=guidance,
+                    generator=torch.Generator().manual_seed(seed + j)).images
+        by_condition = {"base": base, "real render": truths}
+        for g_index, gamma in enumerate(GAMMAS):
+            by_condition[f"gamma={gamma}"] = [swept[p * len(GAMMAS) + g_index] for p in range(len(texts))]
+        ref_clip, ref_dino = clip.embed_images(references), dino.embed_images(references)
+        text_embeds = clip.embed_texts(texts)
+        for condition, images in by_condition.items():
+            image_clip, image_dino = clip.embed_images(images), dino.embed_images(images)
+            scores[condition]["CLIP-T"] += M.clip_t(image_clip, text_embeds).tolist()
+            scores[condition]["CLIP-I"] += M.clip_i(image_clip, ref_clip).tolist()
+            scores[condition]["DINO-I"] += M.dino_i(image_dino, ref_dino).tolist()
+        if j < 4:
+            for p in range(min(3, len(texts))):
+                grid_rows.append([references[0], truths[p], by_condition["base"][p]] + [by_condition[f"gamma={g}"][p] for g in GAMMAS])
+                grid_labels.append(texts[p])
+        log(f"[evaluate] {j + 1}/{len(rows)} subjects, {time.perf_counter() - started:.0f} s")
+    table = {c: {m: float(torch.tensor(v).mean()) for m, v in values.items()} for c, values in scores.items()}
+    calib = calibration(data_dir, clip, dino)
+    result = {
+        "preset": str(preset_dir), "subjects": len(rows), "prompts_per_subject": prompts, "images_per_condition": len(rows) * prompts,
+        "steps": steps, "guidance": guidance, "seed": seed, "gammas": list(GAMMAS), "scores": table, "calibration": calib,
+        "targets": check_targets(table, calib), "seconds": round(time.perf_counter() - started, 1),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "evaluation.md").write_text(markdown(result))
+    if grid_rows:
+        from flexip.visualization import make_grid
+
+        labels = ["reference", "true render", "base (no ref.)"] + [f"gamma = {g}" for g in GAMMAS]
+        make_grid(grid_rows, labels, grid_labels, cell=96).save(out_dir / "evaluation_samples.png")
+    return result
+
+
+def _monotone(values: list[float], rising: bool) -> bool:
+    return all((b >= a) if rising else (b <= a) for a, b in zip(values, values[1:]))
+
+
+def check_targets(table: dict, calib: dict) -> dict:
+    curve = {m: [table[f"gamma={g}"][m] for g in GAMMAS] for m in ("CLIP-T", "CLIP-I", "DINO-I")}
+    base, real = table["base"]["DINO-I"], calib["real-vs-real"]["DINO-I"]
+    closed = (curve["DINO-I"][-1] - base) / (real - base) if real != base else float("nan")
+    clip_t_ratio = curve["CLIP-T"][0] / table["base"]["CLIP-T"] if table["base"]["CLIP-T"] else float("nan")
+    return {
+        "DINO-I rises with gamma (monotone)": _monotone(curve["DINO-I"], True),
+        "CLIP-I rises with gamma (monotone)": _monotone(curve["CLIP-I"], True),
+        "CLIP-T falls with gamma (monotone)": _monotone(curve["CLIP-T"], False),
+        "DINO-I gap closed at gamma=1 (target >= 0.5)": closed,
+        "CLIP-T at gamma=0 / base (target >= 0.9)": clip_t_ratio,
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Held-out identities: {result['subjects']} × {result['prompts_per_subject']} prompts "
+             f"({result['images_per_condition']} images per row); {result['steps']} DDIM steps, guidance {result['guidance']}, "
+             "scored with the evaluation encoders (eval/clip, eval/dino).", "",
+             "| condition | CLIP-T | CLIP-I | DINO-I |", "|---|---|---|---|"]
+    for condition, values in result["scores"].items():
+        name = "base, no reference (adapter_scale = 0)" if condition == "base" else condition.replace("gamma=", "FlexIP γ = ")
+        if condition == "real render":
+            name = "true render of the prompt (real image)"
+        lines.append(f"| {name} | {values['CLIP-T']:.4f} | {values['CLIP-I']:.4f} | {values['DINO-I']:.4f} |")
+    for kind, values in result["calibration"].items():
+        lines.append(f"| calibration: {kind} ({values['pairs']} pairs) | {values['CLIP-T']:.4f} | {values['CLIP-I']:.4f} | {values['DINO-I']:.4f} |")
+    lines += ["", "| target | measured |", "|---|---|"]
+    for name, value in result["targets"].items():
+        lines.append(f"| {name} | {value if isinstance(value, bool) else f'{value:.3f}'} |")
+    return "\n".join(lines) + "\n"

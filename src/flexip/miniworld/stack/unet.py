@@ -1,0 +1,126 @@
+"""Stage `unet`: the base text-to-image model (`diffusers.UNet2DConditionModel`) on the frozen
+autoencoder's latents and the frozen CLIP text encoder's embeddings.
+
+The recipe follows what the prototype measured (docs/miniworld.md): v-prediction on a cosine schedule
+rescaled to zero terminal SNR (`rescale_betas_zero_snr`), DDIM with `trailing` timesteps at inference,
+a first UNet stage (64 channels) wider than the latent (8 channels), attention at 4×4, 2×2 and the
+middle, lr 1e-3 with warm-up and cosine decay, EMA of the weights. Latents and text embeddings are
+computed once (the encoders are frozen), so a step costs only the UNet. 10% of captions are dropped
+to the empty prompt for classifier-free guidance. The noising and the target come from the project's
+own `flexip.training.objective`, the same functions the adapter trainer uses.
+
+Output: model/ (the EMA UNet) and scheduler/ (DDIMScheduler config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from flexip.miniworld.stack.common import EMA, Budget, Loop, load_training_images, stage_summary, to_unit
+from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target
+
+
+@dataclass
+class UNetConfig:
+    channels: tuple = (64, 128, 128)
+    down_blocks: tuple = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+    head_dim: int = 32
+    lr: float = 1e-3
+    warmup: int = 200
+    batch_size: int = 32
+    caption_dropout: float = 0.1
+    ema_decay: float = 0.995
+    seed: int = 40
+
+
+def make_scheduler():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
+                         rescale_betas_zero_snr=True, timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=True, steps_offset=1)
+
+
+def build_unet(config: UNetConfig, latent_channels: int, latent_size: int, cross_dim: int):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(config.seed)
+    up_blocks = tuple(name.replace("Down", "Up") for name in reversed(config.down_blocks))
+    return UNet2DConditionModel(
+        sample_size=latent_size, in_channels=latent_channels, out_channels=latent_channels, layers_per_block=1,
+        block_out_channels=tuple(config.channels), down_block_types=tuple(config.down_blocks), up_block_types=up_blocks,
+        cross_attention_dim=cross_dim, attention_head_dim=config.head_dim, norm_num_groups=16,
+    )
+
+
+@torch.no_grad()
+def encode_training_set(data_dir: Path, work: Path, cache: Path, device, log=print) -> dict:
+    """Latents (× scaling factor) of every training image and the text embeddings of every distinct
+    caption (+ the empty prompt, last), cached in one file."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextModel
+
+    from flexip.miniworld.stack.common import file_sha256
+    from flexip.miniworld.stack.tokenizer import load_tokenizer
+
+    vae_file = work / "autoencoder" / "model" / "diffusion_pytorch_model.safetensors"
+    text_file = work / "clip" / "text_encoder" / "model.safetensors"
+    key = (file_sha256(vae_file)[:10], file_sha256(text_file)[:10])
+    path = cache / f"unet_inputs_{key[0]}_{key[1]}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=False)
+    images, captions = load_training_images(data_dir, cache)
+    vae = AutoencoderKL.from_pretrained(work / "autoencoder" / "model").to(device).eval()
+    text_encoder = CLIPTextModel.from_pretrained(work / "clip" / "text_encoder").to(device).eval()
+    tokenizer = load_tokenizer(work / "tokenizer")
+    latents = torch.cat([vae.encode(to_unit(chunk, device)).latent_dist.mean.cpu() for chunk in images.split(256)])
+    latents = latents * vae.config.scaling_factor
+    unique = sorted(set(captions)) + [""]
+    position = {c: i for i, c in enumerate(unique)}
+    embeds = []
+    for start in range(0, len(unique), 256):
+        tokens = tokenizer(unique[start : start + 256], padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+        embeds.append(text_encoder(tokens.input_ids.to(device)).last_hidden_state.half().cpu())
+    result = {"latents": latents, "caption_index": torch.tensor([position[c] for c in captions]), "text": torch.cat(embeds)}
+    torch.save(result, path)
+    log(f"[unet] encoded {len(latents)} latents {tuple(latents.shape[1:])} (std {latents.std():.3f}), {len(unique)} captions")
+    return result
+
+
+def train_unet(data_dir: Path, work: Path, workdir: Path, config: UNetConfig, budget: Budget, device, resume: bool, log=print) -> dict:
+    workdir = Path(workdir)
+    inputs = encode_training_set(data_dir, Path(work), workdir.parent / "cache", device, log)
+    latents, caption_index, text = inputs["latents"], inputs["caption_index"], inputs["text"]
+    empty = len(text) - 1
+    scheduler = make_scheduler()
+    alphas_cumprod, prediction_type = noise_schedule(scheduler.config)
+    unet = build_unet(config, latents.shape[1], latents.shape[-1], text.shape[-1]).to(device).train()
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=0.01)
+    ema = EMA(unet, config.ema_decay)
+    loop = Loop("unet", workdir, {"unet": unet}, optimizer, config.seed, budget, config.lr, config.warmup, ema={"unet": ema}, log=log)
+
+    def step(index: int, generator: torch.Generator) -> float:
+        batch = torch.randint(len(latents), (config.batch_size,), generator=generator)
+        drop = torch.rand(config.batch_size, generator=generator) < config.caption_dropout
+        ids = torch.where(drop, torch.full_like(batch, empty), caption_index[batch])
+        x0 = latents[batch].to(device)
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        timesteps = torch.randint(0, len(alphas_cumprod), (config.batch_size,), generator=generator).to(device)
+        noisy = add_noise(alphas_cumprod, x0, noise, timesteps)
+        target = prediction_target(prediction_type, alphas_cumprod, x0, noise, timesteps)
+        prediction = unet(noisy, timesteps, encoder_hidden_states=text[ids].float().to(device)).sample
+        loss = per_sample_mse(prediction, target).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        return loss.item()
+
+    loop.run(step, resume)
+    ema.copy_to(unet)
+    unet.cpu().eval().save_pretrained(workdir / "model")
+    scheduler.save_pretrained(workdir / "scheduler")
+    log(f"[unet] saved the EMA UNet → {workdir / 'model'}")
+    return stage_summary(loop, output=str(workdir / "model"), params_m=round(sum(p.numel() for p in unet.parameters()) / 1e6, 2))
