@@ -100,9 +100,9 @@ def test_real_aesthetic_head_is_deterministic():
     if not SHARED_AESTHETIC_HEAD.is_file():
         pytest.skip(f"no aesthetic head at {SHARED_AESTHETIC_HEAD}")
     from flexip.evaluation.defaults import AESTHETIC_HEAD_SHA256
-    from flexip.evaluation.fetch import sha256_of
+    from flexip.hashing import file_sha256
 
-    assert sha256_of(SHARED_AESTHETIC_HEAD) == AESTHETIC_HEAD_SHA256
+    assert file_sha256(SHARED_AESTHETIC_HEAD) == AESTHETIC_HEAD_SHA256
     head, path = load_aesthetic_head(SHARED_AESTHETIC_HEAD)
     assert not head.training and path == SHARED_AESTHETIC_HEAD
     embeds = torch.randn(4, 768, generator=torch.Generator().manual_seed(0))

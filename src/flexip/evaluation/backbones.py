@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from flexip.data.images import ImageInput, load_image
+from flexip.hashing import file_sha256
 from flexip.errors import FlexIPInputError
 from flexip.evaluation import fetch
 from flexip.evaluation.defaults import (
@@ -385,6 +386,6 @@ class Backbones:
             "config": self.config.to_dict(),
         }
         if self.aesthetic_head_path:
-            description["aesthetic_head_sha256"] = fetch.sha256_of(Path(self.aesthetic_head_path))
+            description["aesthetic_head_sha256"] = file_sha256(self.aesthetic_head_path)
         return description
 

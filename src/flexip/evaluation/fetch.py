@@ -8,7 +8,6 @@ interrupted download never leaves a truncated file behind.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.request
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from flexip.atomic import atomic_path
+from flexip.hashing import file_sha256
 from flexip.errors import FlexIPInputError
 
 _OFFLINE_VARIABLES = ("FLEXIP_OFFLINE", "HF_HUB_OFFLINE")
@@ -29,14 +29,6 @@ def cache_dir() -> Path:
 def offline() -> bool:
     """True when the environment forbids downloads (``FLEXIP_OFFLINE`` or ``HF_HUB_OFFLINE`` set to 1)."""
     return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on") for name in _OFFLINE_VARIABLES)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download(url: str, destination: Path, what: str, sha256: str | None = None) -> Path:
@@ -56,7 +48,7 @@ def download(url: str, destination: Path, what: str, sha256: str | None = None) 
                         out.write(block)
                         progress.update(len(block))
             if sha256 is not None:
-                found = sha256_of(temporary)
+                found = file_sha256(temporary)
                 if found != sha256:
                     raise FlexIPInputError(f"{what} downloaded from {url} has sha256 {found}, expected {sha256}")
     except OSError as error:

@@ -18,7 +18,6 @@ match its config (the features would be wrong), and warns when the manifest chan
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -43,14 +42,6 @@ CACHE_VERSION = 1
 INDEX = "index.json"
 TENSOR_NAMES = ("latents", "text_embeds", "clip_embeds", "dino_tokens")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -97,11 +97,11 @@ def data_signature(config) -> dict:
     """The data settings a feature cache froze (a mismatch only warns)."""
     from pathlib import Path
 
-    from flexip.training.cache import file_digest
+    from flexip.hashing import file_sha256
 
     data = config.data
     return {
-        "manifest": str(Path(data.manifest).resolve()), "manifest_sha256": file_digest(data.manifest), "seed": config.runtime.seed,
+        "manifest": str(Path(data.manifest).resolve()), "manifest_sha256": file_sha256(data.manifest), "seed": config.runtime.seed,
         "min_gap": data.min_gap, "max_gap": data.max_gap, "augment": data.augment, "video_augment": data.video_augment,
     }
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from flexip.atomic import atomic_path, write_text
 from flexip.errors import FlexIPInputError
+from flexip.hashing import file_sha256
 
 
 def resolve_device(device: str) -> torch.device:
@@ -37,28 +38,8 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 # ---- files ----------------------------------------------------------------------------------------
 
-def atomic_torch_save(obj, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def atomic_write_json(path: Path, value) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def folder_hashes(folder: Path, root: Path | None = None) -> dict[str, str]:
@@ -96,9 +77,8 @@ def load_training_images(data_dir: Path, cache_dir: Path, limit: int | None = No
     images = np.stack([np.asarray(Image.open(data_dir / row["image"]).convert("RGB")) for row in rows])  # [N, H, W, 3]
     images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))  # [N, 3, H, W]
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(tmp, images=images)
-    os.replace(tmp, cache)
+    with atomic_path(cache) as temporary:
+        np.savez(temporary, images=images)
     return torch.from_numpy(images), [row["caption"] for row in rows]
 
 
@@ -177,17 +157,18 @@ class Loop:
         return self.step >= self.budget.max_steps or self.elapsed >= self.budget.max_seconds
 
     def save(self) -> None:
-        atomic_torch_save({
-            "step": self.step, "elapsed": self.elapsed, "losses": self.losses,
-            "modules": {k: m.state_dict() for k, m in self.modules.items()},
-            "optimizer": self.optimizer.state_dict(),
-            "ema": {k: e.shadow for k, e in self.ema.items()},
-        }, self.checkpoint_path)
+        with atomic_path(self.checkpoint_path) as temporary:
+            torch.save({
+                "step": self.step, "elapsed": self.elapsed, "losses": self.losses,
+                "modules": {k: m.state_dict() for k, m in self.modules.items()},
+                "optimizer": self.optimizer.state_dict(),
+                "ema": {k: e.shadow for k, e in self.ema.items()},
+            }, temporary)
 
     def restore(self) -> bool:
         if not self.checkpoint_path.exists():
             return False
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)  # tensors and numbers only
         for key, module in self.modules.items():
             module.load_state_dict(state["modules"][key])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from flexip.atomic import atomic_path
 from flexip.miniworld.stack.common import EMA, Budget, Loop, load_training_images, stage_summary, to_unit
 from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target
 
@@ -62,7 +63,7 @@ def encode_training_set(data_dir: Path, work: Path, cache: Path, device, log=pri
     from diffusers import AutoencoderKL
     from transformers import CLIPTextModel
 
-    from flexip.miniworld.stack.common import file_sha256
+    from flexip.hashing import file_sha256
     from flexip.miniworld.stack.tokenizer import load_tokenizer
 
     vae_file = work / "autoencoder" / "model" / "diffusion_pytorch_model.safetensors"
@@ -70,7 +71,7 @@ def encode_training_set(data_dir: Path, work: Path, cache: Path, device, log=pri
     key = (file_sha256(vae_file)[:10], file_sha256(text_file)[:10])
     path = cache / f"unet_inputs_{key[0]}_{key[1]}.pt"
     if path.exists():
-        return torch.load(path, weights_only=False)
+        return torch.load(path, weights_only=True)
     images, captions = load_training_images(data_dir, cache)
     vae = AutoencoderKL.from_pretrained(work / "autoencoder" / "model").to(device).eval()
     text_encoder = CLIPTextModel.from_pretrained(work / "clip" / "text_encoder").to(device).eval()
@@ -84,7 +85,8 @@ def encode_training_set(data_dir: Path, work: Path, cache: Path, device, log=pri
         tokens = tokenizer(unique[start : start + 256], padding="max_length", max_length=77, truncation=True, return_tensors="pt")
         embeds.append(text_encoder(tokens.input_ids.to(device)).last_hidden_state.half().cpu())
     result = {"latents": latents, "caption_index": torch.tensor([position[c] for c in captions]), "text": torch.cat(embeds)}
-    torch.save(result, path)
+    with atomic_path(path) as temporary:
+        torch.save(result, temporary)
     log(f"[unet] encoded {len(latents)} latents {tuple(latents.shape[1:])} (std {latents.std():.3f}), {len(unique)} captions")
     return result
 
