@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from flexip.cli.options import resolve_device
+from flexip.devices import resolve_device
 
 
 @click.command(help="Render reference | γ = 0 … 1 for a few subjects and prompts with the offline preset, write a grid PNG, print where it is.")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from flexip.cli.options import VariadicOptionsCommand, resolve_device
+from flexip.cli.options import VariadicOptionsCommand
+from flexip.devices import resolve_device
 from flexip.gate import DEFAULT_GAMMA, parse_gamma
 
 

@@ -1,4 +1,4 @@
-"""Small click helpers shared by the subcommands: variadic options and device choice."""
+"""Small click helpers shared by the subcommands: options that take several values after one flag."""
 
 from __future__ import annotations
 
@@ -33,16 +33,3 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def resolve_device(device: str) -> str:
-    """'auto' → the first accelerator available (cuda, then mps), else cpu."""
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"

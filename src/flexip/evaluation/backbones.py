@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from flexip.data.images import ImageInput, load_image
+from flexip.devices import resolve_device
 from flexip.hashing import file_sha256
 from flexip.errors import FlexIPInputError
 from flexip.evaluation import fetch
@@ -76,17 +77,6 @@ class BackboneConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """The given device, or the best available one (CUDA, then Apple MPS, then CPU)."""
-    if device:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def prepare_images(images: Iterable[ImageInput]) -> list[Image.Image]:
@@ -388,4 +378,3 @@ class Backbones:
         if self.aesthetic_head_path:
             description["aesthetic_head_sha256"] = file_sha256(self.aesthetic_head_path)
         return description
-

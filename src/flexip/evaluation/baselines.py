@@ -35,7 +35,7 @@ def load_ip_adapter_pipeline(
     """A `StableDiffusionPipeline` with IP-Adapter loaded (`load_ip_adapter`, image encoder included)."""
     from diffusers import StableDiffusionPipeline
 
-    from flexip.evaluation.backbones import resolve_device
+    from flexip.devices import resolve_device
 
     device = resolve_device(device)
     torch_dtype = pipeline_dtype(dtype, device)

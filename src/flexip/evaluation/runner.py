@@ -133,7 +133,7 @@ class FlexIPMethod:
     def from_pretrained(cls, base_model: str, adapter: str | None, device: str | None = None, dtype: str | None = None) -> "FlexIPMethod":
         """`FlexIPPipeline.from_pretrained(base_model, adapter=...)` on `device` (default: the best available)."""
         from flexip import FlexIPPipeline
-        from flexip.evaluation.backbones import resolve_device
+        from flexip.devices import resolve_device
 
         device = resolve_device(device)
         torch_dtype = pipeline_dtype(dtype, device)

@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from flexip.errors import FlexIPInputError
-from flexip.miniworld.stack.common import Budget, atomic_write_json, data_hash, folder_hashes, resolve_device
+from flexip.devices import resolve_device
+from flexip.miniworld.stack.common import Budget, atomic_write_json, data_hash, folder_hashes
 
 STAGES = ("data", "tokenizer", "autoencoder", "clip", "unet", "dino", "eval_clip", "eval_dino", "adapter", "ship")
 PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "miniworld"

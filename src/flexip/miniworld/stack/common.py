@@ -23,14 +23,6 @@ from flexip.errors import FlexIPInputError
 from flexip.hashing import file_sha256
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FlexIPInputError(f"--device {device}: CUDA is not available on this machine")
-    return torch.device(device)
-
-
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The CPU generator of one training step (independent of everything before it)."""
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step) * 7919) % (2**63))
