@@ -620,16 +620,31 @@ def _apply_style(style: Optional[str], image: np.ndarray, background: np.ndarray
 # Frames
 
 
+def _background_window(kind: Optional[str], pose: Pose, size: int) -> np.ndarray:
+    """The size × size window of a background canvas the camera sees at `pose.pan`, float32 in [0, 1]."""
+    canvas = background_canvas(kind, pose.bg_variant, size)
+    offset = int(round(min(max(pose.pan, 0.0), 1.0) * (canvas.shape[1] - size)))
+    return canvas[:, offset : offset + size].astype(np.float32) * (1.0 / 255.0)
+
+
+def render_background(kind: Optional[str], pose: Pose = Pose(), size: int = 32, supersample: int = SUPERSAMPLE) -> np.ndarray:
+    """A scene with no subject (uint8 size × size × 3): the backdrop `render` would paint behind one."""
+    return downsample(np.clip(_background_window(kind, pose, int(size) * int(supersample)) * np.float32(pose.light), 0.0, 1.0), size)
+
+
 def render_hires(
     identity: Identity, text: SceneText = SceneText(), pose: Pose = Pose(), size: int = 32, supersample: int = SUPERSAMPLE
 ) -> np.ndarray:
     """The frame before downsampling: float32 (size·supersample)² × 3 in [0, 1]."""
+    return _render_layers(identity, text, pose, size, supersample)[0]
+
+
+def _render_layers(identity: Identity, text: SceneText, pose: Pose, size: int, supersample: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hi-res frame float32 H×W×3, part labels int16 H×W, 0 = background)."""
     if size < 8 or supersample < 1:
         raise FlexIPInputError(f"render size must be ≥ 8 and supersample ≥ 1, got {size} and {supersample}")
     H = W = int(size) * int(supersample)
-    canvas = background_canvas(text.background, pose.bg_variant, H)
-    offset = int(round(min(max(pose.pan, 0.0), 1.0) * (canvas.shape[1] - W)))
-    background = canvas[:, offset : offset + W].astype(np.float32) * (1.0 / 255.0)
+    background = _background_window(text.background, pose, H)
     image = background.copy()
     labels = np.zeros((H, W), np.int16)
 
@@ -656,7 +671,7 @@ def render_hires(
     image *= np.float32(pose.light)
     background *= np.float32(pose.light)
     image = _apply_style(text.style, image, background, labels, supersample)
-    return np.clip(image, 0.0, 1.0)
+    return np.clip(image, 0.0, 1.0), labels
 
 
 def downsample(image: np.ndarray, size: int) -> np.ndarray:
@@ -670,6 +685,17 @@ def render(
 ) -> np.ndarray:
     """Render one frame: uint8 array size × size × 3."""
     return downsample(render_hires(identity, text, pose, size, supersample), size)
+
+
+def render_with_mask(
+    identity: Identity, text: SceneText = SceneText(), pose: Pose = Pose(), size: int = 32, supersample: int = SUPERSAMPLE
+) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 frame size × size × 3 as `render` gives it, float32 size × size subject coverage in [0, 1]:
+    the share of each pixel's hi-res samples that show the subject)."""
+    image, labels = _render_layers(identity, text, pose, size, supersample)
+    k = int(supersample)
+    coverage = (labels > 0).astype(np.float32).reshape(size, k, size, k).mean(axis=(1, 3))
+    return downsample(image, size), coverage
 
 
 def render_image(identity: Identity, text: SceneText = SceneText(), pose: Pose = Pose(), size: int = 32, supersample: int = SUPERSAMPLE) -> Image.Image:

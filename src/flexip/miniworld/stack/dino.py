@@ -5,7 +5,9 @@ image (2 global crops at full size, several small local crops: multi-crop); the 
 K prototypes must match the teacher's sharpened, centred softmax on the global crops. The teacher's
 momentum follows a cosine from `momentum` to 1; the centre is an EMA of teacher outputs (against
 collapse). The CLS token feeds the head, so the CLS token is what DINO-I compares. Augmentations keep
-colours (they are identity in this world): random resized crops, flips, mild brightness only.
+colours (they are identity in this world): random resized crops, flips, mild brightness only, plus
+background swaps (`backgrounds.py`): every view gets its own random backdrop behind the image's own
+subject, so that the views agree through the subject and not through the background.
 
 Output: model/ (the teacher's Dinov2Model + a BitImageProcessorPil config).
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from flexip.miniworld.stack.backgrounds import swap_backgrounds
 from flexip.miniworld.stack.common import Budget, Loop, load_training_images, stage_summary
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,13 +50,15 @@ class DinoConfig:
     warmup: int = 100
     batch_size: int = 48
     frame_pairs: bool = False  # global crops from two frames of one clip / two views of one capture
+    background_swap: float = 0.0  # probability that a view's backdrop is replaced (image rows only)
     seed: int = 30
 
 
 DINO_CONFIGS = {
-    "dino": DinoConfig(),
+    "dino": DinoConfig(background_swap=0.8),
     "eval_dino": DinoConfig(hidden=64, layers=3, heads=4, patch_size=8, prototypes=256, head_hidden=192, local_crops=2,
-                            local_size=16, global_scale=(0.5, 1.0), lr=1.5e-3, batch_size=48, frame_pairs=True, seed=1030),
+                            local_size=16, global_scale=(0.5, 1.0), lr=1.5e-3, batch_size=48, frame_pairs=True,
+                            background_swap=0.7, seed=1030),
 }
 
 
@@ -129,8 +134,9 @@ def load_clip_frames(data_dir: Path, cache_dir: Path) -> torch.Tensor:
             frames = read_video(Path(data_dir) / row["video"])
         else:
             frames = [np.asarray(Image.open(Path(data_dir) / view).convert("RGB")) for view in row["views"]]
-        clips.append(np.stack(frames)[:8])  # [8, H, W, 3]: the first 8 frames / views (equal lengths)
-    array = np.ascontiguousarray(np.stack(clips).transpose(0, 1, 4, 2, 3))  # [clips, 8, 3, H, W]
+        clips.append(np.stack(frames))
+    length = min(8, *(len(clip) for clip in clips))  # the first 8 frames / views, or fewer where a clip is shorter
+    array = np.ascontiguousarray(np.stack([clip[:length] for clip in clips]).transpose(0, 1, 4, 2, 3))  # [clips, length, 3, H, W]
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, array)
     return torch.from_numpy(array)
@@ -140,6 +146,12 @@ def train_dino(data_dir: Path, workdir: Path, config: DinoConfig, budget: Budget
     workdir = Path(workdir)
     images, _ = load_training_images(data_dir, workdir.parent / "cache")
     clips = load_clip_frames(data_dir, workdir.parent / "cache") if config.frame_pairs else None
+    masks = bank = None
+    if config.background_swap > 0:
+        from flexip.miniworld.stack.backgrounds import background_bank, load_subject_masks
+
+        masks = load_subject_masks(data_dir, workdir.parent / "cache")
+        bank = background_bank(1024, images.shape[-1], 4, config.seed)
     size = images.shape[-1]
     student = build_dino(config, size).to(device).train()
     teacher = build_dino(config, size).to(device).eval()
@@ -164,6 +176,8 @@ def train_dino(data_dir: Path, workdir: Path, config: DinoConfig, budget: Budget
         batch = torch.randint(len(images), (config.batch_size,), generator=generator)
         x = images[batch].to(device=device, dtype=torch.float32) / 255.0
         second = x
+        # subject coverage per image; 255 everywhere (= keep the backdrop) for clip frames, which have none
+        coverage = masks[batch] if masks is not None else None
         if clips is not None:  # half the batch: two frames of one clip (same subject, other pose/light/pan)
             half = config.batch_size // 2
             chosen = torch.randint(len(clips), (half,), generator=generator)
@@ -171,8 +185,16 @@ def train_dino(data_dir: Path, workdir: Path, config: DinoConfig, budget: Budget
             other_frame = (first_frame + torch.randint(1, clips.shape[1], (half,), generator=generator)) % clips.shape[1]
             x = torch.cat([x[half:], clips[chosen, first_frame].to(device=device, dtype=torch.float32) / 255.0])
             second = torch.cat([x[: config.batch_size - half], clips[chosen, other_frame].to(device=device, dtype=torch.float32) / 255.0])
-        globals_ = [random_resized_crops(view, size, config.global_scale, generator) for view in (x, second)]
-        locals_ = [random_resized_crops(x, config.local_size, config.local_scale, generator) for _ in range(config.local_crops)]
+            if coverage is not None:
+                coverage = torch.cat([coverage[half:], torch.full((half, *coverage.shape[1:]), 255, dtype=coverage.dtype)])
+
+        def view(image: torch.Tensor) -> torch.Tensor:
+            if coverage is None:
+                return image
+            return swap_backgrounds(image, coverage, bank, config.background_swap, generator)
+
+        globals_ = [random_resized_crops(view(v), size, config.global_scale, generator) for v in (x, second)]
+        locals_ = [random_resized_crops(view(x), config.local_size, config.local_scale, generator) for _ in range(config.local_crops)]
         with torch.no_grad():
             teacher_logits = cls(teacher, teacher_head, torch.cat(globals_))  # [2B, K]
             targets = F.softmax((teacher_logits - holder.center) / config.teacher_temp, dim=-1).chunk(2)
