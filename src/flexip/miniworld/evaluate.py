@@ -60,6 +60,32 @@ def calibration(data_dir: Path, clip, dino) -> dict:
             "CLIP-I": float(M.paired_cosine(clip_a, clip_b).mean()),
             "DINO-I": float(M.paired_cosine(dino_a, dino_b).mean()),
         }
+    result["identification"] = identification(data_dir, heldout, clip, dino)
+    return result
+
+
+def identification_accuracy(images: torch.Tensor, subjects: torch.Tensor, reference_sets: list[torch.Tensor]) -> float:
+    """Share of images whose subject scores highest among all subjects, a subject's score being the
+    image's mean cosine to that subject's references (the CLIP-I / DINO-I of that pairing). Anything
+    every reference shares (here the plain backdrop) raises all scores alike, so only identity counts."""
+    scores = torch.stack([M.mean_cosine_to_set(images, references) for references in reference_sets], dim=1)
+    return float((scores.argmax(dim=1) == subjects).float().mean())
+
+
+def identification(data_dir: Path, heldout: list[dict], clip, dino) -> dict:
+    """Share of true renders in background-only scenes (targets 0–5) whose nearest reference (cosine)
+    belongs to their own identity, among the references of every held-out identity; chance = 1 / identities."""
+    references, reference_ids, scenes, scene_ids = [], [], [], []
+    for index, row in enumerate(heldout):
+        references += [Image.open(data_dir / path).convert("RGB") for path in row["references"]]
+        reference_ids += [index] * len(row["references"])
+        scenes += [Image.open(data_dir / path).convert("RGB") for path in row["targets"][:6]]
+        scene_ids += [index] * len(row["targets"][:6])
+    reference_ids, scene_ids = torch.tensor(reference_ids), torch.tensor(scene_ids)
+    result = {"scenes": len(scenes), "identities": len(heldout), "chance": 1.0 / len(heldout)}
+    for name, model in (("CLIP-I", clip), ("DINO-I", dino)):
+        similarity = M.l2_normalize(model.embed_images(scenes)) @ M.l2_normalize(model.embed_images(references)).T
+        result[name] = float((reference_ids[similarity.argmax(dim=1)] == scene_ids).float().mean())
     return result
 
 
@@ -81,6 +107,9 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
     dino = load_dino_embedder(str(preset_dir / "eval" / "dino"), device=device)
     conditions = ["base"] + [f"gamma={g}" for g in GAMMAS]
     scores = {c: {"CLIP-T": [], "CLIP-I": [], "DINO-I": []} for c in conditions + ["real render"]}
+    # for identification: every image's embeddings and subject, every subject's reference embeddings
+    embedded = {c: {"CLIP-I": [], "DINO-I": [], "subject": []} for c in scores}
+    reference_sets = {"CLIP-I": [], "DINO-I": []}
     grid_rows, grid_labels = [], []
     for j, row in enumerate(rows):
         references = [Image.open(data_dir / path).convert("RGB") for path in row["references"]]
@@ -96,18 +125,27 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
         for g_index, gamma in enumerate(GAMMAS):
             by_condition[f"gamma={gamma}"] = [swept[p * len(GAMMAS) + g_index] for p in range(len(texts))]
         ref_clip, ref_dino = clip.embed_images(references), dino.embed_images(references)
+        reference_sets["CLIP-I"].append(ref_clip)
+        reference_sets["DINO-I"].append(ref_dino)
         text_embeds = clip.embed_texts(texts)
         for condition, images in by_condition.items():
             image_clip, image_dino = clip.embed_images(images), dino.embed_images(images)
             scores[condition]["CLIP-T"] += M.clip_t(image_clip, text_embeds).tolist()
             scores[condition]["CLIP-I"] += M.clip_i(image_clip, ref_clip).tolist()
             scores[condition]["DINO-I"] += M.dino_i(image_dino, ref_dino).tolist()
+            embedded[condition]["CLIP-I"].append(image_clip)
+            embedded[condition]["DINO-I"].append(image_dino)
+            embedded[condition]["subject"] += [j] * len(images)
         if j < 4:
             for p in range(min(3, len(texts))):
                 grid_rows.append([references[0], truths[p], by_condition["base"][p]] + [by_condition[f"gamma={g}"][p] for g in GAMMAS])
                 grid_labels.append(texts[p])
         log(f"[evaluate] {j + 1}/{len(rows)} subjects, {time.perf_counter() - started:.0f} s")
     table = {c: {m: float(torch.tensor(v).mean()) for m, v in values.items()} for c, values in scores.items()}
+    for condition, values in embedded.items():
+        for metric in ("CLIP-I", "DINO-I"):
+            table[condition][f"{metric} identification"] = identification_accuracy(
+                torch.cat(values[metric]), torch.tensor(values["subject"]), reference_sets[metric])
     calib = calibration(data_dir, clip, dino)
     result = {
         "preset": str(preset_dir), "subjects": len(rows), "prompts_per_subject": prompts, "images_per_condition": len(rows) * prompts,
@@ -146,15 +184,24 @@ def check_targets(table: dict, calib: dict) -> dict:
 def markdown(result: dict) -> str:
     lines = [f"Held-out identities: {result['subjects']} × {result['prompts_per_subject']} prompts "
              f"({result['images_per_condition']} images per row); {result['steps']} DDIM steps, guidance {result['guidance']}, "
-             "scored with the evaluation encoders (eval/clip, eval/dino).", "",
-             "| condition | CLIP-T | CLIP-I | DINO-I |", "|---|---|---|---|"]
+             "scored with the evaluation encoders (eval/clip, eval/dino). *id.*: share of images whose own subject "
+             f"scores highest among the {result['subjects']} subjects' references (chance {1 / result['subjects']:.3f}).", "",
+             "| condition | CLIP-T | CLIP-I | DINO-I | CLIP-I id. | DINO-I id. |", "|---|---|---|---|---|---|"]
     for condition, values in result["scores"].items():
         name = "base, no reference (adapter_scale = 0)" if condition == "base" else condition.replace("gamma=", "FlexIP γ = ")
         if condition == "real render":
             name = "true render of the prompt (real image)"
-        lines.append(f"| {name} | {values['CLIP-T']:.4f} | {values['CLIP-I']:.4f} | {values['DINO-I']:.4f} |")
+        found = " | ".join(f"{values[k]:.3f}" if k in values else "—" for k in ("CLIP-I identification", "DINO-I identification"))
+        lines.append(f"| {name} | {values['CLIP-T']:.4f} | {values['CLIP-I']:.4f} | {values['DINO-I']:.4f} | {found} |")
     for kind, values in result["calibration"].items():
-        lines.append(f"| calibration: {kind} ({values['pairs']} pairs) | {values['CLIP-T']:.4f} | {values['CLIP-I']:.4f} | {values['DINO-I']:.4f} |")
+        if kind == "identification":
+            continue
+        lines.append(f"| calibration: {kind} ({values['pairs']} pairs) | {values['CLIP-T']:.4f} | {values['CLIP-I']:.4f} | {values['DINO-I']:.4f} | — | — |")
+    found = result["calibration"].get("identification")
+    if found:
+        lines += ["", f"Identification (calibration): of {found['scenes']} true renders in background-only scenes, the share whose nearest "
+                  f"of all {found['identities']} identities' references is their own: CLIP-I {found['CLIP-I']:.3f}, DINO-I {found['DINO-I']:.3f} "
+                  f"(chance {found['chance']:.3f})."]
     lines += ["", "| target | measured |", "|---|---|"]
     for name, value in result["targets"].items():
         lines.append(f"| {name} | {value if isinstance(value, bool) else f'{value:.3f}'} |")

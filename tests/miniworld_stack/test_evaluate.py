@@ -1,0 +1,57 @@
+"""`flexip miniworld evaluate`: target checks, and a short end-to-end run on the shipped preset."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from flexip.miniworld.evaluate import GAMMAS, check_targets, evaluate
+from flexip.presets import MINIWORLD_DIR
+
+
+def table(clip_t, clip_i, dino_i, base=(0.8, 0.3, 0.2)):
+    rows = {f"gamma={g}": {"CLIP-T": t, "CLIP-I": i, "DINO-I": d} for g, t, i, d in zip(GAMMAS, clip_t, clip_i, dino_i)}
+    rows["base"] = dict(zip(("CLIP-T", "CLIP-I", "DINO-I"), base))
+    return rows
+
+
+def test_identification_accuracy_ignores_what_all_references_share():
+    from flexip.miniworld.evaluate import identification_accuracy
+
+    shared = torch.tensor([10.0, 0.0, 0.0])  # e.g. the plain backdrop every reference has
+    references = [torch.stack([shared + torch.tensor([0.0, 1.0, 0.0])] * 2), torch.stack([shared + torch.tensor([0.0, 0.0, 1.0])] * 2)]
+    images = torch.stack([shared + torch.tensor([0.0, 1.0, 0.0]), shared + torch.tensor([0.0, 0.0, 1.0]), shared + torch.tensor([0.0, 0.9, 0.1])])
+    assert identification_accuracy(images, torch.tensor([0, 1, 0]), references) == 1.0
+    assert math.isclose(identification_accuracy(images, torch.tensor([1, 1, 1]), references), 1 / 3, rel_tol=1e-6)
+
+
+def test_targets_are_read_off_the_table():
+    calibration = {"real-vs-real": {"DINO-I": 0.6}}
+    good = check_targets(table([0.78, 0.77, 0.76, 0.7, 0.6], [0.3, 0.32, 0.34, 0.36, 0.4], [0.2, 0.25, 0.3, 0.4, 0.45]), calibration)
+    assert good["DINO-I rises with gamma (monotone)"] and good["CLIP-I rises with gamma (monotone)"]
+    assert good["CLIP-T falls with gamma (monotone)"]
+    assert math.isclose(good["DINO-I gap closed at gamma=1 (target >= 0.5)"], (0.45 - 0.2) / (0.6 - 0.2))
+    assert math.isclose(good["CLIP-T at gamma=0 / base (target >= 0.9)"], 0.78 / 0.8)
+    bad = check_targets(table([0.78, 0.79, 0.76, 0.7, 0.6], [0.3, 0.29, 0.34, 0.36, 0.4], [0.2, 0.25, 0.3, 0.4, 0.39]), calibration)
+    assert not bad["CLIP-T falls with gamma (monotone)"] and not bad["CLIP-I rises with gamma (monotone)"]
+    assert not bad["DINO-I rises with gamma (monotone)"]
+
+
+@pytest.mark.skipif(not (MINIWORLD_DIR / "manifest.json").is_file(), reason="miniworld weights not built yet")
+def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
+    torch.set_num_threads(1)
+    result = evaluate(MINIWORLD_DIR, tmp_path / "data", tmp_path / "out", subjects=2, prompts=2, steps=2, log=lambda message: None)
+    assert result["images_per_condition"] == 4
+    assert set(result["scores"]) == {"base", "real render", *(f"gamma={g}" for g in GAMMAS)}
+    for values in result["scores"].values():
+        assert all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in values.values())
+        assert values["DINO-I identification"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # 4 images per condition
+    found = result["calibration"]["identification"]
+    assert found["identities"] == 40 and found["scenes"] == 240 and math.isclose(found["chance"], 1 / 40)
+    assert 0.0 <= found["CLIP-I"] <= 1.0 and 0.0 <= found["DINO-I"] <= 1.0
+    assert json.loads((tmp_path / "out" / "evaluation.json").read_text())["subjects"] == 2
+    assert "Identification" in (tmp_path / "out" / "evaluation.md").read_text()
+    assert (tmp_path / "out" / "evaluation_samples.png").stat().st_size > 0
