@@ -54,11 +54,11 @@ class DataSettings:
 DEFAULT_BUDGETS = {
     "autoencoder": (11.0, 4000),
     "clip": (8.0, 6000),
-    "unet": (30.0, 20000),
-    "dino": (6.0, 5000),
+    "unet": (60.0, 40000),
+    "dino": (18.0, 15000),
     "eval_clip": (3.5, 3000),
-    "eval_dino": (3.5, 3000),
-    "adapter": (14.0, 1000),
+    "eval_dino": (10.5, 9000),
+    "adapter": (20.0, 4000),
 }
 
 
