@@ -4,8 +4,8 @@
 
 For each DINOv2 folder, with the held-out identities of --data (never trained on): the mean cosine of
 real-vs-real pairs (one identity, two background scenes) and real-vs-other pairs (two identities), and
-identification (the share of true renders in background-only scenes whose nearest reference, among all
-held-out identities' plain-backdrop references, is their own; chance = 1 / identities) — the numbers
+identification (the share of true renders in background-only scenes whose own identity scores highest,
+by mean cosine to each held-out identity's plain-backdrop references; chance = 1 / identities) — the numbers
 `flexip miniworld evaluate` reports, from the same functions. Writes the `encoder_identity` section
 of benchmarks/RESULTS.md.
 """

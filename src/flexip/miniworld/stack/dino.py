@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from flexip.miniworld.stack.backgrounds import swap_backgrounds
+from flexip.miniworld.stack.backgrounds import background_bank, load_subject_masks, swap_backgrounds
 from flexip.miniworld.stack.common import Budget, Loop, load_training_images, stage_summary
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -148,8 +148,6 @@ def train_dino(data_dir: Path, workdir: Path, config: DinoConfig, budget: Budget
     clips = load_clip_frames(data_dir, workdir.parent / "cache") if config.frame_pairs else None
     masks = bank = None
     if config.background_swap > 0:
-        from flexip.miniworld.stack.backgrounds import background_bank, load_subject_masks
-
         masks = load_subject_masks(data_dir, workdir.parent / "cache")
         bank = background_bank(1024, images.shape[-1], 4, config.seed)
     size = images.shape[-1]
