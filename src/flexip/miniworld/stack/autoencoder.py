@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from flexip.miniworld.stack.common import Budget, Loop, load_training_images, stage_summary, to_unit
+from flexip.miniworld.stack.common import Budget, Loop, load_training_images, optimizer_step, stage_summary, to_unit
 
 
 @dataclass
@@ -55,11 +55,7 @@ def train_autoencoder(data_dir: Path, workdir: Path, config: AutoencoderConfig, 
         z = posterior.mean + posterior.std * noise
         reconstruction = vae.decode(z).sample
         loss = (reconstruction - x).abs().mean() + config.kl_weight * posterior.kl().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
-        return loss.item()
+        return optimizer_step(optimizer, loss, vae.parameters(), 1.0)
 
     loop.run(step, resume)
     vae.eval()

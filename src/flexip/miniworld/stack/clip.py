@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from flexip.miniworld.stack.common import Budget, EMA, Loop, load_training_images, stage_summary
+from flexip.miniworld.stack.common import Budget, EMA, Loop, load_training_images, optimizer_step, stage_summary
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -106,11 +106,7 @@ def train_clip(data_dir: Path, tokenizer_dir: Path, workdir: Path, config: ClipC
         same = (ids[:, None] == ids[None, :]).float().to(device)
         targets = same / same.sum(1, keepdim=True)
         loss = 0.5 * (-(targets * logits.log_softmax(1)).sum(1).mean() - (targets * logits.t().log_softmax(1)).sum(1).mean())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        return loss.item()
+        return optimizer_step(optimizer, loss, model.parameters(), 1.0)
 
     loop.run(step, resume)
     ema.copy_to(model)

@@ -88,6 +88,15 @@ def warmup_cosine(progress: float, step: int, warmup: int, floor: float = 0.1) -
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, parameters, max_norm: float) -> float:
+    """One update of every stage trainer: clear, backpropagate, clip the gradient norm, step; the loss as a float."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    optimizer.step()
+    return loss.item()
+
+
 class EMA:
     """Exponential moving average of a module's float parameters and buffers."""
 

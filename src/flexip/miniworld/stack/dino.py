@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from flexip.miniworld.stack.backgrounds import background_bank, load_subject_masks, swap_backgrounds
-from flexip.miniworld.stack.common import Budget, Loop, load_training_images, stage_summary
+from flexip.miniworld.stack.common import Budget, Loop, load_training_images, optimizer_step, stage_summary
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -207,16 +207,13 @@ def train_dino(data_dir: Path, workdir: Path, config: DinoConfig, budget: Budget
                 loss = loss + torch.sum(-target * F.log_softmax(logits / config.student_temp, dim=-1), dim=-1).mean()
                 terms += 1
         loss = loss / terms
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 3.0)
-        optimizer.step()
+        value = optimizer_step(optimizer, loss, parameters, 3.0)
         with torch.no_grad():
             momentum = 1 - (1 - config.momentum) * 0.5 * (1 + math.cos(math.pi * min(1.0, loop.progress())))
             for t_param, s_param in zip(list(teacher.parameters()) + list(teacher_head.parameters()), parameters):
                 t_param.mul_(momentum).add_(s_param.detach(), alpha=1 - momentum)
             holder.center.mul_(config.center_momentum).add_(teacher_logits.mean(0, keepdim=True), alpha=1 - config.center_momentum)
-        return loss.item()
+        return value
 
     loop.run(step, resume)
     out = workdir / "model"

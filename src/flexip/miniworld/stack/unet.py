@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from flexip.atomic import atomic_path
-from flexip.miniworld.stack.common import EMA, Budget, Loop, load_training_images, stage_summary, to_unit
+from flexip.miniworld.stack.common import Budget, EMA, Loop, load_training_images, optimizer_step, stage_summary, to_unit
 from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target
 
 
@@ -114,11 +114,7 @@ def train_unet(data_dir: Path, work: Path, workdir: Path, config: UNetConfig, bu
         target = prediction_target(prediction_type, alphas_cumprod, x0, noise, timesteps)
         prediction = unet(noisy, timesteps, encoder_hidden_states=text[ids].float().to(device)).sample
         loss = per_sample_mse(prediction, target).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        return loss.item()
+        return optimizer_step(optimizer, loss, unet.parameters(), 1.0)
 
     loop.run(step, resume)
     ema.copy_to(unet)
