@@ -81,3 +81,63 @@ def test_stage_resumes_and_continues(tiny_stack, stage, tiny):
         result = train_unet(data, work, work / "unet", UNetConfig(**TINY["unet"]), budget(3), "cpu", True, quiet)
     assert result["steps"] == 3  # one more step after the two of the fixture, not three from scratch
     assert result["losses"][:2] == results[stage]["losses"][:2]
+
+
+def test_decoder_stage_keeps_the_latent_space_and_resumes_exactly(tiny_stack, tmp_path, tiny):
+    """Only the decoder moves: encoder, quant conv and scaling factor stay bit-identical, so the UNet
+    trained on the autoencoder's latents stays valid; a resumed run ends where a straight one does."""
+    from diffusers import AutoencoderKL
+
+    from flexip.miniworld.stack.autoencoder import DecoderConfig, train_decoder
+
+    _, budget = tiny
+    work, _ = tiny_stack
+    quiet = lambda message: None  # noqa: E731
+    config = DecoderConfig(batch_size=4, warmup=1, lr=1e-2)
+    straight = train_decoder(work / "data", work, tmp_path / "straight", config, budget(3), "cpu", False, quiet)
+    train_decoder(work / "data", work, tmp_path / "resumed", config, budget(1), "cpu", False, quiet)
+    resumed = train_decoder(work / "data", work, tmp_path / "resumed", config, budget(3), "cpu", True, quiet)
+    assert straight["steps"] == resumed["steps"] == 3 and [s for s, _ in resumed["losses"]] == [1, 2, 3]
+    a, b = _weights(tmp_path / "straight" / "model"), _weights(tmp_path / "resumed" / "model")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    before = _weights(work / "autoencoder" / "model")
+    frozen = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    moved = [k for k in before if k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and all(torch.equal(before[k], a[k]) for k in frozen)
+    assert any(not torch.equal(before[k], a[k]) for k in moved)
+    original = AutoencoderKL.from_pretrained(work / "autoencoder" / "model").config.scaling_factor
+    assert AutoencoderKL.from_pretrained(tmp_path / "straight" / "model").config.scaling_factor == original
+
+
+def test_grown_unet_starts_as_the_trained_one_and_trains_its_new_attention(tiny_stack, tmp_path, tiny):
+    from diffusers import UNet2DConditionModel
+
+    from flexip.miniworld.stack.unet import GROWN_BLOCKS, UNetConfig, grow_unet, train_unet
+
+    TINY, budget = tiny
+    work, _ = tiny_stack
+    trained = UNet2DConditionModel.from_pretrained(work / "unet" / "model").eval()
+    grown = grow_unet(work / "unet" / "model").eval()
+    assert "down_blocks.0.attentions.0.proj_out.weight" in grown.state_dict()
+    assert "down_blocks.0.attentions.0.proj_out.weight" not in trained.state_dict()
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(2, trained.config.in_channels, 8, 8, generator=generator)
+    text = torch.randn(2, 5, trained.config.cross_attention_dim, generator=generator)
+    with torch.no_grad():
+        expected = trained(sample, torch.tensor([10, 700]), encoder_hidden_states=text).sample
+        actual = grown(sample, torch.tensor([10, 700]), encoder_hidden_states=text).sample
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+    config = UNetConfig(**{**TINY["unet"], "down_blocks": GROWN_BLOCKS, "lr": 1e-2})
+    result = train_unet(work / "data", work, tmp_path / "unet_grow", config, budget(2), "cpu", False, lambda m: None, grow_from=work / "unet" / "model")
+    assert result["steps"] == 2
+    trained_grown = UNet2DConditionModel.from_pretrained(tmp_path / "unet_grow" / "model")
+    assert trained_grown.config.down_block_types == list(GROWN_BLOCKS)
+    assert trained_grown.down_blocks[0].attentions[0].proj_out.weight.abs().sum() > 0
+
+
+def test_growing_rejects_a_model_that_is_not_a_subset(tiny_stack, tmp_path):
+    from flexip.miniworld.stack.unet import grow_unet
+
+    work, _ = tiny_stack
+    with pytest.raises(ValueError, match="not a growth"):
+        grow_unet(work / "unet" / "model", ("DownBlock2D",) * 3)

@@ -7,8 +7,10 @@ Stages, in order (each reads the outputs of the ones before it from WORKDIR):
     data         the procedural dataset (`flexip miniworld make-data`)        WORKDIR/data
     tokenizer    a CLIP BPE tokenizer with one token per caption word         WORKDIR/tokenizer
     autoencoder  AutoencoderKL (factor 4)                                     WORKDIR/autoencoder/model
+    decoder      the autoencoder's decoder fine-tuned, encoder frozen         WORKDIR/decoder/model
     clip         tiny CLIP (text + vision, contrastive)                       WORKDIR/clip/model
     unet         base text-to-image UNet (v-prediction, zero-terminal SNR)    WORKDIR/unet/model
+    unet_grow    the UNet grown to cross-attention at 8×8 too, trained on     WORKDIR/unet_grow/model
     dino         tiny DINOv2, DINO self-distillation (no labels)              WORKDIR/dino/model
     eval_clip    evaluation CLIP (other seed and config)                      WORKDIR/eval_clip/model
     eval_dino    evaluation DINOv2 (other seed and config)                    WORKDIR/eval_dino/model
@@ -34,7 +36,7 @@ from flexip.errors import FlexIPInputError
 from flexip.devices import resolve_device
 from flexip.miniworld.stack.common import Budget, atomic_write_json, data_hash, folder_hashes
 
-STAGES = ("data", "tokenizer", "autoencoder", "clip", "unet", "dino", "eval_clip", "eval_dino", "adapter", "ship")
+STAGES = ("data", "tokenizer", "autoencoder", "decoder", "clip", "unet", "unet_grow", "dino", "eval_clip", "eval_dino", "adapter", "ship")
 PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "miniworld"
 
 
@@ -52,9 +54,11 @@ class DataSettings:
 
 #: Minutes and step caps of each stage at --budget-scale 1 (2-core CPU); whichever ends first.
 DEFAULT_BUDGETS = {
-    "autoencoder": (11.0, 4000),
+    "autoencoder": (16.5, 4000),
+    "decoder": (25.0, 12000),
     "clip": (8.0, 6000),
     "unet": (60.0, 40000),
+    "unet_grow": (40.0, 20000),
     "dino": (18.0, 15000),
     "eval_clip": (3.5, 3000),
     "eval_dino": (10.5, 9000),
@@ -115,6 +119,10 @@ def _run_stage(stage: str, settings: BuildSettings, device, log) -> dict:
         from flexip.miniworld.stack.autoencoder import AutoencoderConfig, train_autoencoder
 
         return train_autoencoder(data_dir, stage_dir, AutoencoderConfig(), settings.budget(stage), device, settings.resume, log)
+    if stage == "decoder":
+        from flexip.miniworld.stack.autoencoder import DecoderConfig, train_decoder
+
+        return train_decoder(data_dir, work, stage_dir, DecoderConfig(), settings.budget(stage), device, settings.resume, log)
     if stage in ("clip", "eval_clip"):
         from flexip.miniworld.stack.clip import CLIP_CONFIGS, train_clip
 
@@ -127,6 +135,11 @@ def _run_stage(stage: str, settings: BuildSettings, device, log) -> dict:
         from flexip.miniworld.stack.unet import UNetConfig, train_unet
 
         return train_unet(data_dir, work, stage_dir, UNetConfig(), settings.budget(stage), device, settings.resume, log)
+    if stage == "unet_grow":
+        from flexip.miniworld.stack.unet import GROWN_BLOCKS, UNetConfig, train_unet
+
+        config = UNetConfig(down_blocks=GROWN_BLOCKS, lr=5e-4, warmup=100, seed=41)
+        return train_unet(data_dir, work, stage_dir, config, settings.budget(stage), device, settings.resume, log, grow_from=work / "unet" / "model")
     if stage == "adapter":
         from flexip.miniworld.stack.adapter import train_adapter
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-CURVES = ("autoencoder", "clip", "unet", "dino", "eval_clip", "eval_dino", "adapter")
+CURVES = ("autoencoder", "decoder", "clip", "unet", "dino", "eval_clip", "eval_dino", "adapter")
 
 
 def plot_losses(manifest: dict, out_png: Path) -> Path:
@@ -31,7 +31,7 @@ def plot_losses(manifest: dict, out_png: Path) -> Path:
         axis.set_title(f"{stage}\n{record['steps']} steps, {record['seconds'] / 60:.1f} min", fontsize=8)
         axis.set_xlabel("step", fontsize=7)
         axis.tick_params(labelsize=6)
-        if stage in ("autoencoder", "unet", "adapter"):
+        if stage in ("autoencoder", "decoder", "unet", "adapter"):
             axis.set_yscale("log")
     figure.tight_layout()
     figure.savefig(out_png, dpi=110)
@@ -41,7 +41,8 @@ def plot_losses(manifest: dict, out_png: Path) -> Path:
 
 @torch.no_grad()
 def reconstructions(work: Path, out_png: Path, count: int = 12) -> Path:
-    """Held-out target renders (top) and their autoencoder reconstructions (bottom)."""
+    """Held-out target renders (top), their reconstructions by the first autoencoder and, once the
+    `decoder` stage has run, by the same encoder with the fine-tuned decoder (the shipped one)."""
     from diffusers import AutoencoderKL
     import numpy as np
 
@@ -50,11 +51,16 @@ def reconstructions(work: Path, out_png: Path, count: int = 12) -> Path:
     data = Path(work) / "data"
     rows = [json.loads(line) for line in (data / "heldout.jsonl").read_text().splitlines() if line.strip()]
     images = [Image.open(data / row["targets"][k]).convert("RGB") for row in rows[:count // 2] for k in (0, 6)]
-    vae = AutoencoderKL.from_pretrained(Path(work) / "autoencoder" / "model").eval()
     x = torch.from_numpy(np.stack([np.asarray(i) for i in images])).permute(0, 3, 1, 2).float() / 127.5 - 1
-    y = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
-    decoded = [Image.fromarray(((v.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype("uint8")) for v in y]
-    make_grid([images, decoded], None, ["held-out render", "autoencoder"], cell=64).save(out_png)
+    rows, labels = [images], ["held-out render"]
+    for stage, label in (("autoencoder", "autoencoder"), ("decoder", "fine-tuned decoder")):
+        if not (Path(work) / stage / "model").is_dir():
+            continue
+        vae = AutoencoderKL.from_pretrained(Path(work) / stage / "model").eval()
+        y = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+        rows.append([Image.fromarray(((v.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype("uint8")) for v in y])
+        labels.append(label)
+    make_grid(rows, None, labels, cell=64).save(out_png)
     return out_png
 
 

@@ -24,7 +24,10 @@ SIZE_LIMIT_BYTES = 50 * 1024 * 1024
 
 
 def assemble_base(work: Path, out: Path | None = None) -> Path:
-    """work/base: the trained UNet + autoencoder + text encoder + tokenizer + scheduler as one SD folder."""
+    """work/base: the trained UNet + autoencoder + text encoder + tokenizer + scheduler as one SD folder.
+
+    The autoencoder is the `decoder` stage's (same encoder, fine-tuned decoder) and the UNet the
+    `unet_grow` stage's once those stages have run."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
@@ -32,12 +35,14 @@ def assemble_base(work: Path, out: Path | None = None) -> Path:
 
     work = Path(work)
     out = Path(out or work / "base")
+    vae_dir = work / "decoder" / "model" if (work / "decoder" / "model").is_dir() else work / "autoencoder" / "model"
+    unet_dir = work / "unet_grow" if (work / "unet_grow" / "model").is_dir() else work / "unet"
     pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL.from_pretrained(work / "autoencoder" / "model"),
+        vae=AutoencoderKL.from_pretrained(vae_dir),
         text_encoder=CLIPTextModel.from_pretrained(work / "clip" / "text_encoder"),
         tokenizer=load_tokenizer(work / "tokenizer"),
-        unet=UNet2DConditionModel.from_pretrained(work / "unet" / "model"),
-        scheduler=DDIMScheduler.from_pretrained(work / "unet" / "scheduler"),
+        unet=UNet2DConditionModel.from_pretrained(unet_dir / "model"),
+        scheduler=DDIMScheduler.from_pretrained(unet_dir / "scheduler"),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     tmp = out.with_name(out.name + ".tmp")

@@ -10,10 +10,17 @@ to the empty prompt for classifier-free guidance. The noising and the target com
 own `flexip.training.objective`, the same functions the adapter trainer uses.
 
 Output: model/ (the EMA UNet) and scheduler/ (DDIMScheduler config).
+
+Stage `unet_grow` then adds cross-attention at the latent resolution (8×8), where the first UNet had
+none (it was 2× cheaper per step without), and trains on: `grow_unet` builds the wider UNet, copies
+every trained weight by name and zero-initialises each new transformer's output projection, so the
+grown UNet starts out computing exactly what the trained one did (as ControlNet starts its branch).
+The FlexIP adapter then gets a decoupled branch at that resolution too, as it has at SD1.5's 64×64.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +29,9 @@ import torch
 from flexip.atomic import atomic_path
 from flexip.miniworld.stack.common import Budget, EMA, Loop, load_training_images, optimizer_step, stage_summary, to_unit
 from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target
+
+
+GROWN_BLOCKS = ("CrossAttnDownBlock2D",) * 3
 
 
 @dataclass
@@ -54,6 +64,31 @@ def build_unet(config: UNetConfig, latent_channels: int, latent_size: int, cross
         block_out_channels=tuple(config.channels), down_block_types=tuple(config.down_blocks), up_block_types=up_blocks,
         cross_attention_dim=cross_dim, attention_head_dim=config.head_dim, norm_num_groups=16,
     )
+
+
+@torch.no_grad()
+def grow_unet(trained_dir: Path, down_blocks: tuple = GROWN_BLOCKS):
+    """The UNet of `trained_dir` with `down_blocks` (and the mirrored up blocks): trained weights copied
+    by name, new transformers zero-initialised at their output so the result is unchanged."""
+    from diffusers import UNet2DConditionModel
+
+    trained = UNet2DConditionModel.from_pretrained(trained_dir)
+    up_blocks = tuple(name.replace("Down", "Up") for name in reversed(down_blocks))
+    grown = UNet2DConditionModel.from_config({**trained.config, "down_block_types": tuple(down_blocks), "up_block_types": up_blocks})
+    missing, unexpected = grown.load_state_dict(trained.state_dict(), strict=False)
+    if unexpected:
+        raise ValueError(f"{trained_dir} has weights the grown UNet lacks (not a growth): {unexpected[:3]}")
+    new_modules = set()
+    for key in missing:
+        match = re.match(r"(.*?\.attentions\.\d+)\.", key)
+        if match is None:
+            raise ValueError(f"growing {trained_dir}: {key} is new but not part of a new transformer")
+        new_modules.add(match.group(1))
+    for name in sorted(new_modules):
+        proj_out = grown.get_submodule(name).proj_out
+        torch.nn.init.zeros_(proj_out.weight)
+        torch.nn.init.zeros_(proj_out.bias)
+    return grown
 
 
 @torch.no_grad()
@@ -91,17 +126,25 @@ def encode_training_set(data_dir: Path, work: Path, cache: Path, device, log=pri
     return result
 
 
-def train_unet(data_dir: Path, work: Path, workdir: Path, config: UNetConfig, budget: Budget, device, resume: bool, log=print) -> dict:
+def train_unet(data_dir: Path, work: Path, workdir: Path, config: UNetConfig, budget: Budget, device, resume: bool, log=print,
+               grow_from: Path | None = None) -> dict:
+    """Train the base UNet from scratch, or (`grow_from`: a trained UNet folder) grow it to
+    `config.down_blocks` with `grow_unet` and train on."""
     workdir = Path(workdir)
     inputs = encode_training_set(data_dir, Path(work), workdir.parent / "cache", device, log)
     latents, caption_index, text = inputs["latents"], inputs["caption_index"], inputs["text"]
     empty = len(text) - 1
     scheduler = make_scheduler()
     alphas_cumprod, prediction_type = noise_schedule(scheduler.config)
-    unet = build_unet(config, latents.shape[1], latents.shape[-1], text.shape[-1]).to(device).train()
+    if grow_from is None:
+        unet = build_unet(config, latents.shape[1], latents.shape[-1], text.shape[-1])
+    else:
+        torch.manual_seed(config.seed)
+        unet = grow_unet(grow_from, config.down_blocks)
+    unet = unet.to(device).train()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=0.01)
     ema = EMA(unet, config.ema_decay)
-    loop = Loop("unet", workdir, {"unet": unet}, optimizer, config.seed, budget, config.lr, config.warmup, ema={"unet": ema}, log=log)
+    loop = Loop(workdir.name, workdir, {"unet": unet}, optimizer, config.seed, budget, config.lr, config.warmup, ema={"unet": ema}, log=log)
 
     def step(index: int, generator: torch.Generator) -> float:
         batch = torch.randint(len(latents), (config.batch_size,), generator=generator)
@@ -120,5 +163,5 @@ def train_unet(data_dir: Path, work: Path, workdir: Path, config: UNetConfig, bu
     ema.copy_to(unet)
     unet.cpu().eval().save_pretrained(workdir / "model")
     scheduler.save_pretrained(workdir / "scheduler")
-    log(f"[unet] saved the EMA UNet → {workdir / 'model'}")
+    log(f"[{workdir.name}] saved the EMA UNet → {workdir / 'model'}")
     return stage_summary(loop, output=str(workdir / "model"), params_m=round(sum(p.numel() for p in unet.parameters()) / 1e6, 2))
