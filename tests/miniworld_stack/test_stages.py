@@ -127,6 +127,9 @@ def test_grown_unet_starts_as_the_trained_one_and_trains_its_new_attention(tiny_
         expected = trained(sample, torch.tensor([10, 700]), encoder_hidden_states=text).sample
         actual = grown(sample, torch.tensor([10, 700]), encoder_hidden_states=text).sample
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+    channels = trained.config.block_out_channels[0]
+    assert grown.down_blocks[0].attentions[0].transformer_blocks[0].attn1.heads == max(1, channels // 32)  # new level: 32-channel heads
+    assert grown.down_blocks[1].attentions[0].transformer_blocks[0].attn1.heads == trained.down_blocks[1].attentions[0].transformer_blocks[0].attn1.heads
     config = UNetConfig(**{**TINY["unet"], "down_blocks": GROWN_BLOCKS, "lr": 1e-2})
     result = train_unet(work / "data", work, tmp_path / "unet_grow", config, budget(2), "cpu", False, lambda m: None, grow_from=work / "unet" / "model")
     assert result["steps"] == 2
@@ -141,3 +144,23 @@ def test_growing_rejects_a_model_that_is_not_a_subset(tiny_stack, tmp_path):
     work, _ = tiny_stack
     with pytest.raises(ValueError, match="not a growth"):
         grow_unet(work / "unet" / "model", ("DownBlock2D",) * 3)
+
+
+def test_derived_stages_refuse_a_retrained_parent(tmp_path):
+    from safetensors.torch import save_file
+
+    from flexip.errors import FlexIPInputError
+    from flexip.miniworld.stack.common import bind_parent, derived_output
+
+    parent, stage = tmp_path / "unet" / "model", tmp_path / "unet_grow"
+    parent.mkdir(parents=True)
+    save_file({"w": torch.zeros(2)}, str(parent / "weights.safetensors"))
+    assert derived_output(stage, parent) is False  # not run yet
+    bind_parent(stage, parent)
+    (stage / "model").mkdir()
+    assert derived_output(stage, parent) is True
+    save_file({"w": torch.ones(2)}, str(parent / "weights.safetensors"))  # the parent was retrained
+    with pytest.raises(FlexIPInputError, match="derived from other"):
+        derived_output(stage, parent)
+    with pytest.raises(FlexIPInputError, match="trained from other"):
+        bind_parent(stage, parent)

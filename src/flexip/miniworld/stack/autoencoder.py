@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from flexip.miniworld.stack.common import Budget, Loop, load_training_images, optimizer_step, stage_summary, to_unit
+from flexip.miniworld.stack.common import Budget, Loop, bind_parent, load_training_images, optimizer_step, stage_summary, to_unit
 
 
 @dataclass
@@ -97,9 +97,10 @@ def train_decoder(data_dir: Path, work: Path, workdir: Path, config: DecoderConf
     """Fine-tune work/autoencoder/model's decoder (and post-quant conv) on frozen-encoder latent means."""
     from diffusers import AutoencoderKL
 
-    workdir = Path(workdir)
+    workdir, parent = Path(workdir), Path(work) / "autoencoder" / "model"
+    bind_parent(workdir, parent)
     images, _ = load_training_images(data_dir, workdir.parent / "cache")
-    vae = AutoencoderKL.from_pretrained(Path(work) / "autoencoder" / "model").to(device)
+    vae = AutoencoderKL.from_pretrained(parent).to(device)
     vae.requires_grad_(False)
     trained = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     for parameter in trained:

@@ -40,6 +40,37 @@ def folder_hashes(folder: Path, root: Path | None = None) -> dict[str, str]:
     return {str(p.relative_to(root)): file_sha256(p) for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
+def weights_hash(folder: Path) -> str:
+    """One sha256 over the sha256 of every .safetensors file in a model folder."""
+    digest = hashlib.sha256()
+    for name, value in folder_hashes(folder).items():
+        if name.endswith(".safetensors"):
+            digest.update(f"{name}={value}".encode())
+    return digest.hexdigest()
+
+
+def bind_parent(workdir: Path, parent: Path) -> None:
+    """Record in `workdir/parent.json` the weights a derived stage starts from (`decoder` from the
+    autoencoder, `unet_grow` from the UNet); raise if workdir already holds work derived from others
+    (the parent was retrained: resuming would mix two models)."""
+    path, digest = Path(workdir) / "parent.json", weights_hash(parent)
+    if path.exists() and json.loads(path.read_text())["sha256"] != digest:
+        raise FlexIPInputError(f"{workdir} was trained from other {parent} weights (retrained since?); delete {workdir} to start it over")
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"parent": str(parent), "sha256": digest})
+
+
+def derived_output(workdir: Path, parent: Path) -> bool:
+    """True if `workdir/model` exists and was derived from `parent` as it is now; False if the stage has
+    not finished; raises if it was derived from other weights (a stale stage must not be shipped)."""
+    if not (Path(workdir) / "model").is_dir():
+        return False
+    recorded = json.loads((Path(workdir) / "parent.json").read_text())["sha256"] if (Path(workdir) / "parent.json").exists() else None
+    if recorded != weights_hash(parent):
+        raise FlexIPInputError(f"{workdir / 'model'} was derived from other {parent} weights; re-run its stage (delete {workdir} first)")
+    return True
+
+
 def data_hash(data_dir: Path) -> str:
     """Identifies a miniworld dataset: sha256 over its manifest, held-out list and world.json."""
     digest = hashlib.sha256()

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-CURVES = ("autoencoder", "decoder", "clip", "unet", "dino", "eval_clip", "eval_dino", "adapter")
+CURVES = ("autoencoder", "decoder", "clip", "unet", "unet_grow", "dino", "eval_clip", "eval_dino", "adapter")
 
 
 def plot_losses(manifest: dict, out_png: Path) -> Path:
@@ -31,7 +31,7 @@ def plot_losses(manifest: dict, out_png: Path) -> Path:
         axis.set_title(f"{stage}\n{record['steps']} steps, {record['seconds'] / 60:.1f} min", fontsize=8)
         axis.set_xlabel("step", fontsize=7)
         axis.tick_params(labelsize=6)
-        if stage in ("autoencoder", "decoder", "unet", "adapter"):
+        if stage in ("autoencoder", "decoder", "unet", "unet_grow", "adapter"):
             axis.set_yscale("log")
     figure.tight_layout()
     figure.savefig(out_png, dpi=110)

@@ -18,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from flexip.miniworld.stack.common import atomic_write_json, folder_hashes
+from flexip.miniworld.stack.common import atomic_write_json, derived_output, folder_hashes
 
 SIZE_LIMIT_BYTES = 50 * 1024 * 1024
 
@@ -35,8 +35,8 @@ def assemble_base(work: Path, out: Path | None = None) -> Path:
 
     work = Path(work)
     out = Path(out or work / "base")
-    vae_dir = work / "decoder" / "model" if (work / "decoder" / "model").is_dir() else work / "autoencoder" / "model"
-    unet_dir = work / "unet_grow" if (work / "unet_grow" / "model").is_dir() else work / "unet"
+    vae_dir = work / "decoder" / "model" if derived_output(work / "decoder", work / "autoencoder" / "model") else work / "autoencoder" / "model"
+    unet_dir = work / "unet_grow" if derived_output(work / "unet_grow", work / "unet" / "model") else work / "unet"
     pipe = StableDiffusionPipeline(
         vae=AutoencoderKL.from_pretrained(vae_dir),
         text_encoder=CLIPTextModel.from_pretrained(work / "clip" / "text_encoder"),

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from flexip.atomic import atomic_path
-from flexip.miniworld.stack.common import Budget, EMA, Loop, load_training_images, optimizer_step, stage_summary, to_unit
+from flexip.miniworld.stack.common import Budget, EMA, Loop, bind_parent, load_training_images, optimizer_step, stage_summary, to_unit
 from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target
 
 
@@ -38,7 +38,7 @@ GROWN_BLOCKS = ("CrossAttnDownBlock2D",) * 3
 class UNetConfig:
     channels: tuple = (64, 128, 128)
     down_blocks: tuple = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
-    head_dim: int = 32
+    head_dim: int = 32  # diffusers reads `attention_head_dim` as the number of heads: 32 heads (4 channels each at 128)
     lr: float = 1e-3
     warmup: int = 200
     batch_size: int = 32
@@ -67,21 +67,30 @@ def build_unet(config: UNetConfig, latent_channels: int, latent_size: int, cross
 
 
 @torch.no_grad()
-def grow_unet(trained_dir: Path, down_blocks: tuple = GROWN_BLOCKS):
+def grow_unet(trained_dir: Path, down_blocks: tuple = GROWN_BLOCKS, head_channels: int = 32, seed: int = 0):
     """The UNet of `trained_dir` with `down_blocks` (and the mirrored up blocks): trained weights copied
-    by name, new transformers zero-initialised at their output so the result is unchanged."""
+    by name, new transformers zero-initialised at their output so the result is unchanged. The new
+    levels get heads of `head_channels` channels; the trained levels keep their head count."""
     from diffusers import UNet2DConditionModel
 
     trained = UNet2DConditionModel.from_pretrained(trained_dir)
+    config = dict(trained.config)
+    old_blocks, channels = config["down_block_types"], config["block_out_channels"]
+    heads = config["attention_head_dim"]  # diffusers' name for the number of heads
+    heads = list(heads) if isinstance(heads, (list, tuple)) else [heads] * len(old_blocks)
+    heads = [h if old == new else max(1, c // head_channels) for h, old, new, c in zip(heads, old_blocks, down_blocks, channels)]
     up_blocks = tuple(name.replace("Down", "Up") for name in reversed(down_blocks))
-    grown = UNet2DConditionModel.from_config({**trained.config, "down_block_types": tuple(down_blocks), "up_block_types": up_blocks})
+    torch.manual_seed(seed)
+    grown = UNet2DConditionModel.from_config({**config, "down_block_types": tuple(down_blocks), "up_block_types": up_blocks,
+                                              "attention_head_dim": tuple(heads)})
+    trained_keys = set(trained.state_dict())
     missing, unexpected = grown.load_state_dict(trained.state_dict(), strict=False)
     if unexpected:
         raise ValueError(f"{trained_dir} has weights the grown UNet lacks (not a growth): {unexpected[:3]}")
     new_modules = set()
     for key in missing:
         match = re.match(r"(.*?\.attentions\.\d+)\.", key)
-        if match is None:
+        if match is None or any(k.startswith(match.group(1) + ".") for k in trained_keys):
             raise ValueError(f"growing {trained_dir}: {key} is new but not part of a new transformer")
         new_modules.add(match.group(1))
     for name in sorted(new_modules):
@@ -139,8 +148,8 @@ def train_unet(data_dir: Path, work: Path, workdir: Path, config: UNetConfig, bu
     if grow_from is None:
         unet = build_unet(config, latents.shape[1], latents.shape[-1], text.shape[-1])
     else:
-        torch.manual_seed(config.seed)
-        unet = grow_unet(grow_from, config.down_blocks)
+        bind_parent(workdir, Path(grow_from))
+        unet = grow_unet(grow_from, config.down_blocks, seed=config.seed)
     unet = unet.to(device).train()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=0.01)
     ema = EMA(unet, config.ema_decay)
