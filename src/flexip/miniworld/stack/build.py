@@ -62,7 +62,7 @@ DEFAULT_BUDGETS = {
     "dino": (18.0, 15000),
     "eval_clip": (3.5, 3000),
     "eval_dino": (10.5, 9000),
-    "adapter": (20.0, 4000),
+    "adapter": (30.0, 4000),
 }
 
 
