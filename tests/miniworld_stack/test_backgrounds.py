@@ -68,3 +68,38 @@ def test_dino_trains_with_background_swaps(tiny_world, tiny, tmp_path):
                         budget(2), "cpu", False, lambda message: None)
     assert result["steps"] == 2 and np.isfinite(result["final_loss"])
     assert (tmp_path / "dino" / "model" / "model.safetensors").exists()
+
+
+def test_masked_manifest_gives_image_references_a_plain_backdrop(tiny_world, tmp_path):
+    import random
+    import shutil
+
+    from PIL import Image
+
+    from flexip.data.augment import ReferenceAugment, augment_reference
+    from flexip.data.manifest import ImageRecord, load_manifest
+    from flexip.miniworld.stack.backgrounds import load_subject_masks, masked_manifest
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_world / "data", data)
+    original = (data / "manifest.jsonl").read_text()
+    path = masked_manifest(data, tmp_path / "cache")
+    assert (data / "manifest.jsonl").read_text() == original  # left as it is
+    records = load_manifest(path)
+    images = [r for r in records if isinstance(r, ImageRecord)]
+    assert images and all(r.mask is not None for r in images)
+    assert len(records) == sum(1 for line in original.splitlines() if line.strip())
+    masks = load_subject_masks(data, tmp_path / "cache")
+    first = np.asarray(Image.open(data / images[0].mask))
+    assert np.array_equal(first > 127, masks[0, 0].numpy() > 127)
+    plain = ReferenceAugment(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, background=(210, 210, 210), mask_margin=0.0)
+    for record in images:
+        if (np.asarray(Image.open(data / record.mask)) > 127).all():
+            continue  # a styled scene keeps its backdrop (coverage 1)
+        reference = augment_reference(Image.open(data / record.image).convert("RGB"), random.Random(0), plain, Image.open(data / record.mask))
+        pixels = np.asarray(reference).reshape(-1, 3)
+        assert (pixels == 210).all(axis=1).any()  # the scene's backdrop is gone, the plain one shows
+        break
+    else:
+        pytest.fail("no unstyled image in the tiny world")
+    assert masked_manifest(data, tmp_path / "cache") == path  # written once

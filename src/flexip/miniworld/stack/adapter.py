@@ -5,10 +5,12 @@ StableDiffusionPipeline folder) and runs
 
     flexip train --config configs/miniworld_adapter.yaml model.base=WORK/base \
         model.image_encoder=WORK/clip/image_encoder model.dino_encoder=WORK/dino/model \
-        data.manifest=WORK/data/manifest.jsonl logging.output_dir=WORK/adapter/run optim.max_steps=N \
+        data.manifest=WORK/data/manifest_masked.jsonl logging.output_dir=WORK/adapter/run optim.max_steps=N \
         [--resume latest]
 
-in a subprocess (one CPU thread), then reads the loss curve back from its train.log.
+in a subprocess (one CPU thread), then reads the loss curve back from its train.log. The manifest is
+the dataset's own with every image row's subject mask added (`backgrounds.masked_manifest`), so image
+samples' references show the subject alone on a plain backdrop.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def train_command(work: Path, max_steps: int, device: str, resume: bool, config:
     command = [
         sys.executable, "-m", "flexip.cli.main", "train", "--config", str(config),
         f"model.base={work / 'base'}", f"model.image_encoder={work / 'clip' / 'image_encoder'}",
-        f"model.dino_encoder={work / 'dino' / 'model'}", f"data.manifest={work / 'data' / 'manifest.jsonl'}",
+        f"model.dino_encoder={work / 'dino' / 'model'}", f"data.manifest={work / 'data' / 'manifest_masked.jsonl'}",
         f"logging.output_dir={work / 'adapter' / 'run'}", f"optim.max_steps={max_steps}",
         f"runtime.device={'cuda' if device.startswith('cuda') else 'cpu'}", *extra,
     ]
@@ -50,10 +52,12 @@ def read_losses(train_log: Path) -> list[list[float]]:
 
 
 def train_adapter(work: Path, workdir: Path, budget: Budget, device: str, resume: bool, log=print, extra: tuple = ()) -> dict:
+    from flexip.miniworld.stack.backgrounds import masked_manifest
     from flexip.miniworld.stack.ship import assemble_base
 
     work, workdir = Path(work), Path(workdir)
     assemble_base(work)
+    masked_manifest(work / "data", work / "cache")
     if not resume:
         import shutil
 

@@ -84,3 +84,32 @@ def swap_backgrounds(x: torch.Tensor, masks: torch.Tensor, bank: torch.Tensor, p
     swap = (torch.rand(batch, generator=generator) < probability).to(device=x.device, dtype=x.dtype).view(batch, 1, 1, 1)
     m = 1.0 - swap * (1.0 - m)  # not swapped: coverage 1 everywhere, the image unchanged
     return x * m + chosen * (1.0 - m)
+
+
+def masked_manifest(data_dir: Path, cache_dir: Path) -> Path:
+    """data_dir/manifest_masked.jsonl: manifest.jsonl with each image row's subject mask (masks/*.png,
+    white on the subject, from `load_subject_masks`), so that `flexip train`'s reference augmentation
+    isolates the subject on a plain backdrop, as FlexIP and IP-Adapter prepare references. Without it
+    the reference of an image sample carries its scene's background, which the caption already names:
+    the adapter learns to copy backgrounds (and, given plain-backdrop references, to pale them).
+    Written once (atomically); the original manifest is left as it is."""
+    from PIL import Image
+
+    data_dir = Path(data_dir)
+    out = data_dir / "manifest_masked.jsonl"
+    if out.exists():
+        return out
+    masks = load_subject_masks(data_dir, cache_dir)
+    rows = [json.loads(line) for line in (data_dir / "manifest.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    (data_dir / "masks").mkdir(exist_ok=True)
+    index = 0
+    for row in rows:
+        if row.get("modality") != "image":
+            continue
+        mask_path = Path("masks") / Path(row["image"]).name
+        Image.fromarray(np.where(masks[index, 0].numpy() > 127, 255, 0).astype(np.uint8), "L").save(data_dir / mask_path)
+        row["mask"] = str(mask_path)
+        index += 1
+    with atomic_path(out) as temporary:
+        Path(temporary).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return out
