@@ -42,14 +42,12 @@ def main() -> None:
     from diffusers import AutoencoderKL
 
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
-    from flexip.miniworld.evaluate import _ensure_heldout, identification_accuracy
+    from flexip.miniworld.evaluate import _ensure_heldout, identification_accuracy, identification_set
     from flexip.presets import miniworld_dir
 
     _ensure_heldout(args.data, 40)
     heldout = [json.loads(line) for line in (args.data / "heldout.jsonl").read_text().splitlines() if line.strip()]
-    references = [[Image.open(args.data / path).convert("RGB") for path in row["references"]] for row in heldout]
-    scenes = [Image.open(args.data / path).convert("RGB") for row in heldout for path in row["targets"][:6]]
-    subjects = torch.tensor([index for index, row in enumerate(heldout) for _ in row["targets"][:6]])
+    references, scenes, subjects = identification_set(args.data, heldout)
     x = torch.from_numpy(np.stack([np.asarray(s) for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
     encoders = {"DINO": load_dino_embedder(str(miniworld_dir() / "eval" / "dino")),
                 "CLIP": load_clip_embedder(str(miniworld_dir() / "eval" / "clip"))}

@@ -72,12 +72,19 @@ def identification_accuracy(images: torch.Tensor, subjects: torch.Tensor, refere
     return float((scores.argmax(dim=1) == subjects).float().mean())
 
 
-def identification(data_dir: Path, heldout: list[dict], clip, dino) -> dict:
-    """`identification_accuracy` of the true renders in background-only scenes (targets 0–5) among every
-    held-out identity's references; chance = 1 / identities."""
+def identification_set(data_dir: Path, heldout: list[dict]) -> tuple[list[list], list, torch.Tensor]:
+    """(every held-out identity's references, the true renders in background-only scenes (targets
+    0–5), the index of each render's identity): the images identification is measured on."""
     references = [[Image.open(data_dir / path).convert("RGB") for path in row["references"]] for row in heldout]
     scenes = [Image.open(data_dir / path).convert("RGB") for row in heldout for path in row["targets"][:6]]
     subjects = torch.tensor([index for index, row in enumerate(heldout) for _ in row["targets"][:6]])
+    return references, scenes, subjects
+
+
+def identification(data_dir: Path, heldout: list[dict], clip, dino) -> dict:
+    """`identification_accuracy` of `identification_set`'s renders among every held-out identity's
+    references; chance = 1 / identities."""
+    references, scenes, subjects = identification_set(data_dir, heldout)
     result = {"scenes": len(scenes), "identities": len(heldout), "chance": 1.0 / len(heldout)}
     for name, model in (("CLIP-I", clip), ("DINO-I", dino)):
         result[name] = identification_accuracy(model.embed_images(scenes), subjects, [model.embed_images(r) for r in references])
