@@ -41,12 +41,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from diffusers import AutoencoderKL
 
+    from flexip.miniworld.dataset import load_jsonl
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
     from flexip.miniworld.evaluate import _ensure_heldout, identification_accuracy, identification_set
     from flexip.presets import miniworld_dir
 
     _ensure_heldout(args.data, 40)
-    heldout = [json.loads(line) for line in (args.data / "heldout.jsonl").read_text().splitlines() if line.strip()]
+    heldout = load_jsonl(args.data / "heldout.jsonl")
     references, scenes, subjects = identification_set(args.data, heldout)
     x = torch.from_numpy(np.stack([np.asarray(s) for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
     encoders = {"DINO": load_dino_embedder(str(miniworld_dir() / "eval" / "dino")),

@@ -18,7 +18,6 @@ Writes the `reference_use` section of benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -35,6 +34,7 @@ TIMESTEPS = (100, 300, 500, 700, 900)
 def measure(preset: Path, data: Path, samples: int, noises: int = 4) -> dict:
     from PIL import Image
 
+    from flexip.miniworld.dataset import load_jsonl
     from flexip.models.adapter import FlexIPAdapter
     from flexip.presets import load_components
     from flexip.training.features import FeatureEncoder
@@ -42,7 +42,7 @@ def measure(preset: Path, data: Path, samples: int, noises: int = 4) -> dict:
     from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target
 
     components = load_components(str(preset / "base"), str(preset / "image_encoder"), str(preset / "dino"))
-    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    rows = load_jsonl(data / "manifest.jsonl")
     rows = [row for row in rows if row.get("modality") == "image"][::97][:samples]
     images = [Image.open(data / row["image"]).convert("RGB") for row in rows]
     encoder = FeatureEncoder(components, images[0].size[0])

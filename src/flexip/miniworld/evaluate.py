@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from flexip.evaluation import metrics as M
+from flexip.miniworld.dataset import load_jsonl
 
 GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Which of a held-out identity's 12 test prompts are used (heldout_prompt_texts order): four
@@ -42,8 +43,8 @@ def _ensure_heldout(data_dir: Path, subjects: int) -> None:
 
 
 def calibration(data_dir: Path, clip, dino) -> dict:
-    pairs = [json.loads(line) for line in (data_dir / "pairs.jsonl").read_text().splitlines() if line.strip()]
-    heldout = [json.loads(line) for line in (data_dir / "heldout.jsonl").read_text().splitlines() if line.strip()]
+    pairs = load_jsonl(data_dir / "pairs.jsonl")
+    heldout = load_jsonl(data_dir / "heldout.jsonl")
     caption_of = {target: prompt for row in heldout for target, prompt in zip(row["targets"], row["prompts"])}
     result = {}
     for kind in ("real-vs-real", "real-vs-other"):
@@ -100,7 +101,7 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
 
     preset_dir, data_dir, out_dir = Path(preset_dir), Path(data_dir), Path(out_dir)
     _ensure_heldout(data_dir, subjects)
-    rows = [json.loads(line) for line in (data_dir / "heldout.jsonl").read_text().splitlines() if line.strip()][:subjects]
+    rows = load_jsonl(data_dir / "heldout.jsonl")[:subjects]
     started = time.perf_counter()
     components = load_components(str(preset_dir / "base"), str(preset_dir / "image_encoder"), str(preset_dir / "dino"))
     pipe = FlexIPPipeline(**components, adapter=FlexIPAdapter.from_pretrained(str(preset_dir / "adapter")).eval()).to(device)

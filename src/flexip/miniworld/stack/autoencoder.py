@@ -53,10 +53,7 @@ def train_autoencoder(data_dir: Path, workdir: Path, config: AutoencoderConfig, 
     loop = Loop("autoencoder", workdir, {"vae": vae}, optimizer, config.seed, budget, config.lr, config.warmup, log=log)
 
     def step(index: int, generator: torch.Generator) -> float:
-        batch_index = torch.randint(len(images), (config.batch_size,), generator=generator)
-        flip = torch.rand(config.batch_size, generator=generator) < 0.5
-        x = to_unit(images[batch_index], device)
-        x = torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(-1), x)
+        x = _flipped_batch(images, config.batch_size, generator, device)
         posterior = vae.encode(x).latent_dist
         noise = torch.randn(posterior.mean.shape, generator=generator).to(device)
         z = posterior.mean + posterior.std * noise
@@ -71,6 +68,14 @@ def train_autoencoder(data_dir: Path, workdir: Path, config: AutoencoderConfig, 
     vae.save_pretrained(out)
     log(f"[autoencoder] scaling_factor {scaling:.3f}, training-image PSNR {psnr:.2f} dB → {out}")
     return stage_summary(loop, output=str(out), scaling_factor=scaling, psnr_db=round(psnr, 2))
+
+
+def _flipped_batch(images: torch.Tensor, batch_size: int, generator: torch.Generator, device) -> torch.Tensor:
+    """A random batch of training images in [-1, 1], each mirrored with probability 0.5."""
+    batch_index = torch.randint(len(images), (batch_size,), generator=generator)
+    flip = torch.rand(batch_size, generator=generator) < 0.5
+    x = to_unit(images[batch_index], device)
+    return torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(-1), x)
 
 
 @torch.no_grad()
@@ -112,10 +117,7 @@ def train_decoder(data_dir: Path, work: Path, workdir: Path, config: DecoderConf
                 budget, config.lr, config.warmup, log=log)
 
     def step(index: int, generator: torch.Generator) -> float:
-        batch_index = torch.randint(len(images), (config.batch_size,), generator=generator)
-        flip = torch.rand(config.batch_size, generator=generator) < 0.5
-        x = to_unit(images[batch_index], device)
-        x = torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(-1), x)
+        x = _flipped_batch(images, config.batch_size, generator, device)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean
         error = vae.decode(z).sample - x

@@ -22,6 +22,7 @@ import torch
 
 from flexip.atomic import atomic_path
 from flexip.errors import FlexIPInputError
+from flexip.miniworld.dataset import load_jsonl, write_jsonl
 
 
 def load_subject_masks(data_dir: Path, cache_dir: Path) -> torch.Tensor:
@@ -32,7 +33,7 @@ def load_subject_masks(data_dir: Path, cache_dir: Path) -> torch.Tensor:
     from flexip.miniworld.stack.common import data_hash
 
     data_dir = Path(data_dir)
-    rows = [json.loads(line) for line in (data_dir / "manifest.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = load_jsonl(data_dir / "manifest.jsonl")
     paths = [row["image"] for row in rows if row.get("modality") == "image"]
     cache = Path(cache_dir) / f"masks_{len(paths)}_{data_hash(data_dir)[:12]}.npz"
     if cache.exists():
@@ -100,7 +101,7 @@ def masked_manifest(data_dir: Path, cache_dir: Path) -> Path:
     if out.exists():
         return out
     masks = load_subject_masks(data_dir, cache_dir)
-    rows = [json.loads(line) for line in (data_dir / "manifest.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = load_jsonl(data_dir / "manifest.jsonl")
     (data_dir / "masks").mkdir(exist_ok=True)
     index = 0
     for row in rows:
@@ -110,6 +111,5 @@ def masked_manifest(data_dir: Path, cache_dir: Path) -> Path:
         Image.fromarray(np.where(masks[index, 0].numpy() > 127, 255, 0).astype(np.uint8), "L").save(data_dir / mask_path)
         row["mask"] = str(mask_path)
         index += 1
-    with atomic_path(out) as temporary:
-        Path(temporary).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    write_jsonl(out, rows)
     return out

@@ -21,6 +21,7 @@ import torch
 from flexip.atomic import atomic_path, write_text
 from flexip.errors import FlexIPInputError
 from flexip.hashing import file_sha256
+from flexip.miniworld.dataset import load_jsonl
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -89,7 +90,7 @@ def load_training_images(data_dir: Path, cache_dir: Path, limit: int | None = No
     from PIL import Image
 
     data_dir = Path(data_dir)
-    rows = [json.loads(line) for line in (data_dir / "manifest.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = load_jsonl(data_dir / "manifest.jsonl")
     rows = [row for row in rows if row.get("modality") == "image"][:limit]
     if not rows:
         raise FlexIPInputError(f"{data_dir}/manifest.jsonl has no image rows; run `flexip miniworld make-data` first")

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from flexip.miniworld.dataset import load_jsonl
 from flexip.miniworld.stack.backgrounds import background_bank, load_subject_masks, swap_backgrounds
 from flexip.miniworld.stack.common import Budget, Loop, load_training_images, optimizer_step, stage_summary
 
@@ -114,8 +115,6 @@ def normalize(x01: torch.Tensor) -> torch.Tensor:
 
 def load_clip_frames(data_dir: Path, cache_dir: Path) -> torch.Tensor:
     """uint8 [clips, frames, 3, H, W]: every training video (decoded) and multi-view capture, cached."""
-    import json
-
     import numpy as np
     from PIL import Image
 
@@ -125,7 +124,7 @@ def load_clip_frames(data_dir: Path, cache_dir: Path) -> torch.Tensor:
     cache = Path(cache_dir) / f"clip_frames_{data_hash(data_dir)[:12]}.npy"
     if cache.exists():
         return torch.from_numpy(np.load(cache))
-    rows = [json.loads(line) for line in (Path(data_dir) / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    rows = load_jsonl(Path(data_dir) / "manifest.jsonl")
     clips = []
     for row in rows:
         if row.get("modality") != "video":

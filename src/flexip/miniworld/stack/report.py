@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from flexip.miniworld.dataset import load_jsonl
+
 CURVES = ("autoencoder", "decoder", "clip", "unet", "unet_grow", "dino", "eval_clip", "eval_dino", "adapter")
 
 
@@ -49,7 +51,7 @@ def reconstructions(work: Path, out_png: Path, count: int = 12) -> Path:
     from flexip.visualization import make_grid
 
     data = Path(work) / "data"
-    rows = [json.loads(line) for line in (data / "heldout.jsonl").read_text().splitlines() if line.strip()]
+    rows = load_jsonl(data / "heldout.jsonl")
     images = [Image.open(data / row["targets"][k]).convert("RGB") for row in rows[:count // 2] for k in (0, 6)]
     x = torch.from_numpy(np.stack([np.asarray(i) for i in images])).permute(0, 3, 1, 2).float() / 127.5 - 1
     rows, labels = [images], ["held-out render"]
