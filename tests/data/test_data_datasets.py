@@ -279,3 +279,40 @@ def test_partial_span_captions_choose_captioned_targets(tmp_path, make_video, wr
     assert tiny["skipped"]["video_too_short"] >= 1  # tiny: captioned frame 2 has no partner 3+ frames away
     assert silent["skipped"]["missing_caption"] >= 1
     assert tiny["index"] == silent["index"] == 0  # the only usable video
+
+
+def test_subject_references_lend_another_image_of_the_same_subject(tmp_path, make_image, write_jsonl):
+    colors = {"a0.png": (250, 0, 0), "a1.png": (0, 250, 0), "a2.png": (0, 0, 250), "b0.png": (250, 250, 0), "c0.png": (0, 250, 250)}
+    images = {name: make_image(tmp_path / name, color=color) for name, color in colors.items()}
+    subjects = {"a0.png": "a", "a1.png": "a", "a2.png": "a", "b0.png": "b", "c0.png": None}
+    manifest = write_jsonl(tmp_path / "m.jsonl", [
+        {"modality": "image", "image": name, "caption": "x", **({"subject": s} if s else {})} for name, s in subjects.items()])
+    records = load_manifest(manifest)
+    pixels = {name: np.asarray(Image.open(path)) for name, path in images.items()}
+
+    def reference_is(sample, name):
+        return np.array_equal(np.asarray(sample["reference"]), pixels[name])
+
+    always = FlexIPDataset(records, augment=NO_AUGMENT, subject_references=1.0)
+    partners = Counter()
+    for epoch in range(30):
+        sample = always[(0, epoch)]
+        assert not reference_is(sample, "a0.png")  # never the target itself
+        partners[sample["partner"]] += 1
+        assert reference_is(sample, ["a0.png", "a1.png", "a2.png"][sample["partner"]])
+    assert set(partners) == {1, 2}  # both other images of subject a, nothing of b or c
+    for alone in (3, 4):  # b has one image, c none: they keep their own
+        sample = always[alone]
+        assert sample["partner"] is None and np.array_equal(np.asarray(sample["reference"]), np.asarray(sample["target"]))
+
+    never = FlexIPDataset(records, augment=NO_AUGMENT)  # default 0: own image, and the same draws as before
+    assert all(never[(0, e)]["partner"] is None for e in range(10))
+    half = FlexIPDataset(records, augment=NO_AUGMENT, subject_references=0.5)
+    shared = sum(half[(i, e)]["partner"] is not None for i in range(3) for e in range(40))
+    assert 30 < shared < 90  # about half of 120
+    with pytest.raises(FlexIPInputError, match="probability"):
+        FlexIPDataset(records, subject_references=1.5)
+    (tmp_path / "a1.png").unlink()  # a missing partner skips the sample like a missing image, never crashes
+    broken = FlexIPDataset(records, augment=NO_AUGMENT, subject_references=1.0)
+    drawn = [broken[(0, e)] for e in range(20)]
+    assert sum(s["skipped"].get("missing_file", 0) for s in drawn) > 0

@@ -12,6 +12,7 @@ A sample is a dict:
     source     "manifest.jsonl:12"        where the record came from
     index      int       the record actually used (differs from the requested one after a skip)
     frames     (reference, target) frame or view indices; None for image samples
+    partner    int | None  image samples with a same-subject reference: the record whose image it is
     skipped    dict[str, int]  skips that happened while producing *this* sample (usually empty)
 
 Determinism: every random choice (frames, views, augmentation, replacement records) comes from a
@@ -19,7 +20,8 @@ generator derived from (seed, epoch, index, attempt) only, so a sample is reprod
 worker process, order of access or what was loaded before: the exact-resume guarantee.
 
 Bad data never crashes training: a missing file, unreadable/corrupt image or video, a clip too short
-for the frame gap, a missing caption or an unusable mask makes the dataset skip the record and draw a
+for the frame gap, a missing caption or an unusable mask (of the record or of the same-subject record
+lending the reference) makes the dataset skip the record and draw a
 replacement record *of the same modality* (so the sampler's modality ratio is preserved). Each skip is
 counted by reason (`SKIP_REASONS`) and logged (a warning the first time per record and reason in a
 process). Counting across DataLoader workers: each worker holds its own copy of the dataset, so
@@ -85,6 +87,10 @@ class FlexIPDataset(Dataset):
         augment: reference augmentation of image samples.
         video_augment: optional augmentation of the reference frame/view of video samples (default none:
             the other frame already differs).
+        subject_references: probability that an image sample's reference is another image record of
+            the same `subject` (its own mask and augmentation) instead of the target itself, so identity
+            has to be carried across scenes rather than copied. Records without a subject, or whose
+            subject has no other image, always use their own image. 0 (default): never.
         max_attempts: replacement draws for one requested index before giving up with
             `FlexIPInputError` (which only happens when nearly all data of a modality is unusable).
 
@@ -101,6 +107,7 @@ class FlexIPDataset(Dataset):
         max_gap: int | None = 8,
         augment: ReferenceAugment = ReferenceAugment(),
         video_augment: ReferenceAugment | None = None,
+        subject_references: float = 0.0,
         max_attempts: int = 50,
     ) -> None:
         self.records = list(records)
@@ -112,16 +119,23 @@ class FlexIPDataset(Dataset):
             raise FlexIPInputError(f"max_gap must be >= min_gap, got min_gap={min_gap}, max_gap={max_gap}")
         if max_attempts < 1:
             raise FlexIPInputError(f"max_attempts must be >= 1, got {max_attempts}")
+        if not 0.0 <= subject_references <= 1.0:
+            raise FlexIPInputError(f"subject_references is a probability in [0, 1], got {subject_references}")
         self.seed = int(seed)
         self.min_gap = int(min_gap)
         self.max_gap = None if max_gap is None else int(max_gap)
         self.augment = augment
         self.video_augment = video_augment
+        self.subject_references = float(subject_references)
         self.max_attempts = int(max_attempts)
         self.epoch = 0
         self.indices_by_modality: dict[str, list[int]] = {m: [] for m in MODALITIES}
         for position, record in enumerate(self.records):
             self.indices_by_modality[record.modality].append(position)
+        self.images_by_subject: dict[str, list[int]] = {}
+        for position, record in enumerate(self.records):
+            if isinstance(record, ImageRecord) and record.subject is not None:
+                self.images_by_subject.setdefault(record.subject, []).append(position)
         self.skipped: Counter[str] = Counter()
         self._frame_counts: dict[str, int] = {}
         self._warned: set[tuple[str, str]] = set()
@@ -181,8 +195,10 @@ class FlexIPDataset(Dataset):
         return index, epoch
 
     def _make_sample(self, record: Record, rng: random.Random) -> dict[str, Any]:
+        partner = None
         if isinstance(record, ImageRecord):
-            reference, target, caption, frames = self._image_sample(record, rng)
+            reference, target, caption, partner = self._image_sample(record, rng)
+            frames = None
         elif isinstance(record, VideoRecord):
             reference, target, caption, frames = self._video_sample(record, rng)
         else:
@@ -198,19 +214,33 @@ class FlexIPDataset(Dataset):
             "subject": record.subject,
             "source": record.source,
             "frames": frames,
+            "partner": partner,
         }
 
     def _image_sample(self, record: ImageRecord, rng: random.Random):
         caption = _caption(record.caption, record.sidecar_caption_path(), record.image)
         target = _read_image(record.image, "corrupt_image")
+        partner = self._subject_partner(record, rng)
+        source = record if partner is None else self.records[partner]
+        image = target if partner is None else _read_image(source.image, "corrupt_image")
         mask = None
-        if record.mask is not None:
-            mask = _read_image(record.mask, "corrupt_mask")
+        if source.mask is not None:
+            mask = _read_image(source.mask, "corrupt_mask")
         try:
-            reference = augment_reference(target, rng, self.augment, mask)
+            reference = augment_reference(image, rng, self.augment, mask)
         except FlexIPInputError as error:  # only the mask can make augmentation fail
-            raise _Skip("bad_mask", f"mask {record.mask}: {error}") from None
-        return reference, target, caption, None
+            raise _Skip("bad_mask", f"mask {source.mask}: {error}") from None
+        return reference, target, caption, partner
+
+    def _subject_partner(self, record: ImageRecord, rng: random.Random) -> int | None:
+        """Another image record of `record`'s subject, with probability `subject_references` (no
+        random draw at all when that is 0, so such runs keep their exact sample sequence)."""
+        if self.subject_references <= 0.0 or record.subject is None:
+            return None
+        if rng.random() >= self.subject_references:
+            return None
+        others = [i for i in self.images_by_subject.get(record.subject, ()) if self.records[i] is not record]
+        return others[rng.randrange(len(others))] if others else None
 
     def _video_sample(self, record: VideoRecord, rng: random.Random):
         if not record.video.is_file():

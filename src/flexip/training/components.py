@@ -81,6 +81,7 @@ def load_dataset(config):
     return FlexIPDataset(
         records, seed=config.runtime.seed, min_gap=config.data.min_gap, max_gap=config.data.max_gap,
         augment=config.data.reference_augment(), video_augment=config.data.reference_video_augment(),
+        subject_references=config.data.subject_references,
     )
 
 
@@ -103,6 +104,7 @@ def data_signature(config) -> dict:
     return {
         "manifest": str(Path(data.manifest).resolve()), "manifest_sha256": file_sha256(data.manifest), "seed": config.runtime.seed,
         "min_gap": data.min_gap, "max_gap": data.max_gap, "augment": data.augment, "video_augment": data.video_augment,
+        "subject_references": data.subject_references,
     }
 
 

@@ -75,6 +75,7 @@ class DataConfig:
     max_gap: int | None = 8  # ... and at most (None: no limit)
     augment: dict[str, Any] = field(default_factory=dict)  # ReferenceAugment settings for image samples
     video_augment: dict[str, Any] | None = None  # ReferenceAugment settings for video references (None: off)
+    subject_references: float = 0.0  # image samples: chance the reference is another image of the same subject
     num_workers: int = 0  # DataLoader worker processes
 
     def __post_init__(self):
@@ -88,6 +89,8 @@ class DataConfig:
                    f"data.mix weights must be ≥ 0 with a positive sum, got {self.mix}")
         _check(self.min_gap >= 1, f"data.min_gap must be ≥ 1, got {self.min_gap}")
         _check(self.max_gap is None or self.max_gap >= self.min_gap, f"data.max_gap must be ≥ data.min_gap, got {self.max_gap}")
+        _check(0.0 <= self.subject_references <= 1.0,
+               f"data.subject_references is a probability in [0, 1], got {self.subject_references}")
         _check(self.num_workers >= 0, f"data.num_workers must be ≥ 0, got {self.num_workers}")
         self.reference_augment()
         self.reference_video_augment()
