@@ -316,3 +316,31 @@ def test_subject_references_lend_another_image_of_the_same_subject(tmp_path, mak
     broken = FlexIPDataset(records, augment=NO_AUGMENT, subject_references=1.0)
     drawn = [broken[(0, e)] for e in range(20)]
     assert sum(s["skipped"].get("missing_file", 0) for s in drawn) > 0
+
+
+def test_a_mask_clip_isolates_the_reference_frames_subject(tmp_path, make_video, write_jsonl):
+    from flexip.data.video import write_video
+
+    make_video(tmp_path / "clip.mp4", frames=12, size=32)
+    masks = []
+    for frame in range(12):  # a 8 × 12 subject box that moves one pixel right per frame
+        mask = np.zeros((32, 32, 3), np.uint8)
+        mask[10:22, 4 + frame:12 + frame] = 255
+        masks.append(mask)
+    write_video(masks, tmp_path / "clip_mask.mp4", fps=8)
+    manifest = write_jsonl(tmp_path / "m.jsonl", [
+        {"modality": "video", "video": "clip.mp4", "mask": "clip_mask.mp4", "caption": "a bot"}])
+    records = load_manifest(manifest)
+    assert records[0].mask == tmp_path / "clip_mask.mp4"
+    dataset = FlexIPDataset(records, min_gap=2, max_gap=4, augment=ReferenceAugment(mask_margin=0.25, background=(0, 0, 255)))
+    for epoch in range(4):
+        sample = dataset[(0, epoch)]
+        reference = np.asarray(sample["reference"]).astype(int)
+        assert reference.shape == (18, 12, 3)  # the box plus 25 % on each side, in the reference frame
+        assert (np.abs(reference[:3] - (0, 0, 255)) < 30).all()  # the image samples' backdrop around it
+        assert sample["target"].size == (32, 32)
+    (tmp_path / "clip_mask.mp4").unlink()
+    skipped = FlexIPDataset(records, min_gap=2, max_gap=4)
+    with pytest.raises(FlexIPInputError, match="unusable"):
+        skipped[0]
+    assert skipped.skip_counts()["missing_file"] > 0

@@ -21,7 +21,7 @@ worker process, order of access or what was loaded before: the exact-resume guar
 
 Bad data never crashes training: a missing file, unreadable/corrupt image or video, a clip too short
 for the frame gap, a missing caption or an unusable mask (of the record or of the same-subject record
-lending the reference) makes the dataset skip the record and draw a
+lending the reference, or a clip's mask clip) makes the dataset skip the record and draw a
 replacement record *of the same modality* (so the sampler's modality ratio is preserved). Each skip is
 counted by reason (`SKIP_REASONS`) and logged (a warning the first time per record and reason in a
 process). Counting across DataLoader workers: each worker holds its own copy of the dataset, so
@@ -35,12 +35,13 @@ import hashlib
 import logging
 import random
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Iterator, Mapping, Sequence
 
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from flexip.data.augment import ReferenceAugment, augment_reference
+from flexip.data.augment import NO_AUGMENT, ReferenceAugment, augment_reference
 from flexip.data.images import load_image
 from flexip.data.manifest import MODALITIES, ImageRecord, MultiViewRecord, Record, VideoRecord
 from flexip.data.video import VideoReadError, count_frames, read_frames
@@ -203,7 +204,9 @@ class FlexIPDataset(Dataset):
             reference, target, caption, frames = self._video_sample(record, rng)
         else:
             reference, target, caption, frames = self._multiview_sample(record, rng)
-        if record.modality == "video" and self.video_augment is not None:
+        if isinstance(record, VideoRecord) and record.mask is not None:
+            reference = self._isolate_frame(record, reference, frames[0], rng)
+        elif record.modality == "video" and self.video_augment is not None:
             reference = augment_reference(reference, rng, self.video_augment)
         return {
             "reference": reference,
@@ -276,6 +279,22 @@ class FlexIPDataset(Dataset):
         caption = _span_caption(record, target)
         caption = caption if _usable(caption) else clip_caption
         return reference_image, target_image, caption.strip(), (reference, target)
+
+    def _isolate_frame(self, record: VideoRecord, reference: Image.Image, frame: int, rng: random.Random) -> Image.Image:
+        """The reference frame's subject on a plain backdrop, from frame `frame` of the record's mask clip:
+        `video_augment` if set, else no augmentation with the image samples' backdrop and margin (so
+        references of both modalities look alike)."""
+        settings = self.video_augment or replace(NO_AUGMENT, background=self.augment.background, mask_margin=self.augment.mask_margin)
+        if not record.mask.is_file():
+            raise _Skip("missing_file", f"mask clip not found: {record.mask}")
+        try:
+            (mask,) = read_frames(record.mask, [frame])
+        except Exception as error:  # VideoReadError, or any decoder error on a hostile file
+            raise _Skip("corrupt_mask", f"mask clip {record.mask}, frame {frame}: {error}") from None
+        try:
+            return augment_reference(reference, rng, settings, mask)
+        except FlexIPInputError as error:
+            raise _Skip("bad_mask", f"mask clip {record.mask}, frame {frame}: {error}") from None
 
     def _partner_frame(self, target: int, frame_count: int, rng: random.Random) -> int:
         """A frame `min_gap..max_gap` away from `target` (before or after), uniformly among them."""

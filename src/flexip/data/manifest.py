@@ -67,12 +67,15 @@ class ImageRecord:
 @dataclass(frozen=True)
 class VideoRecord:
     """A video clip (modality "video", the variant data). Captions: per frame span (`captions`), else
-    the clip's `caption`, else a sidecar text file with the video's stem, read at sample time."""
+    the clip's `caption`, else a sidecar text file with the video's stem, read at sample time.
+    `mask`: optional clip of the same frames, white on the subject, to isolate the reference frame's
+    subject like an image record's mask."""
 
     video: Path
     caption: str | None = None
     captions: tuple[CaptionSpan, ...] = ()
     subject: str | None = None
+    mask: Path | None = None
     source: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -175,8 +178,9 @@ def parse_record(entry: Any, root: str | os.PathLike, source: str = "") -> Recor
     if has_video:
         video = _path_field(entry, "video", root, where, required=True)
         spans = _parse_spans(entry.get("captions"), where)
-        extra = _extra(entry, {"video"})
-        return VideoRecord(video=video, caption=caption, captions=spans, subject=subject, source=where, extra=extra)
+        mask = _path_field(entry, "mask", root, where, required=False)
+        extra = _extra(entry, {"video", "mask"})
+        return VideoRecord(video=video, caption=caption, captions=spans, subject=subject, mask=mask, source=where, extra=extra)
 
     views_value = entry["views"]
     if not isinstance(views_value, list) or not all(isinstance(v, str) and v.strip() for v in views_value):
@@ -214,6 +218,8 @@ def record_to_json(record: Record, root: str | os.PathLike) -> dict[str, Any]:
             entry["mask"] = relative_path(record.mask, root)
     elif isinstance(record, VideoRecord):
         entry["video"] = relative_path(record.video, root)
+        if record.mask is not None:
+            entry["mask"] = relative_path(record.mask, root)
         if record.captions:
             entry["captions"] = [{"start": s.start, "end": s.end, "caption": s.caption} for s in record.captions]
     else:
