@@ -34,8 +34,10 @@ def _blob_image(rng: np.random.Generator, size: int, color) -> np.ndarray:
     return array
 
 
-def write_dataset(root: Path, images: int = 4, videos: int = 2, corrupt: bool = False, short_video: bool = False, size: int = 32) -> Path:
-    """Images with captions, mp4 clips whose subject moves, optionally a corrupt PNG and a 1-frame clip."""
+def write_dataset(root: Path, images: int = 4, videos: int = 2, corrupt: bool = False, short_video: bool = False, size: int = 32,
+                  masks: bool = False) -> Path:
+    """Images with captions, mp4 clips whose subject moves, optionally a corrupt PNG and a 1-frame clip;
+    `masks`: every image and clip also gets its subject mask (image) / mask clip."""
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -44,15 +46,23 @@ def write_dataset(root: Path, images: int = 4, videos: int = 2, corrupt: bool = 
         path = root / f"img{i}.png"
         Image.fromarray(_blob_image(rng, size, colors[i % len(colors)])).save(path)
         entries.append({"modality": "image", "image": path.name, "caption": f"a blob number {i}"})
+        if masks:
+            mask = np.zeros((size, size), np.uint8)
+            mask[size // 4 : 3 * (size // 4), size // 4 : 3 * (size // 4)] = 255
+            Image.fromarray(mask).save(root / f"img{i}_mask.png")
+            entries[-1]["mask"] = f"img{i}_mask.png"
     for i in range(videos):
-        frames = []
+        frames, mask_frames = [], []
         for f in range(8):
             frame = np.full((size, size, 3), 30, np.uint8)
             x = 2 + 2 * f
             frame[8:24, x : x + 12] = colors[(i + 3) % len(colors)]
             frames.append(frame)
+            mask_frames.append(np.where(frame == 30, 0, 255).astype(np.uint8))
         path = write_video(frames, root / f"clip{i}.mp4", fps=8)
         entries.append({"modality": "video", "video": path.name, "caption": f"a moving box {i}"})
+        if masks:
+            entries[-1]["mask"] = write_video(mask_frames, root / f"clip{i}_mask.mp4", fps=8).name
     if corrupt:
         (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
         entries.append({"modality": "image", "image": "broken.png", "caption": "broken"})

@@ -48,4 +48,4 @@ def test_cache_matches_online_features_and_trains(tmp_path, write_dataset, make_
 
 
 def _as_batch(sample: dict) -> dict:
-    return {key: [sample[key]] for key in ("reference", "target", "caption", "modality")}
+    return {key: [sample[key]] for key in ("reference", "target", "caption", "modality", "target_mask")}

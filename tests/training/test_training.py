@@ -131,3 +131,34 @@ def test_gradient_checkpointing_and_bf16_train_the_same_adapter(tmp_path, write_
                   for name in ("checkpointing", "bf16")}
     assert difference["checkpointing"] == 0.0  # recomputation gives the very same gradients
     assert 0.0 < difference["bf16"] < 0.02  # bf16 frozen models: close, not equal
+
+
+def test_subject_loss_weight_counts_the_subject_more(tmp_path, write_dataset, make_config):
+    from flexip.training.objective import per_sample_mse
+
+    # the weighted mean: uniform weights change nothing, a weight map moves the loss toward the weighted region
+    prediction, target = torch.zeros(2, 4, 8, 8), torch.zeros(2, 4, 8, 8)
+    prediction[:, :, :4] = 1.0  # error 1 on the top half only
+    top = torch.zeros(2, 1, 8, 8)
+    top[:, :, :4] = 1.0
+    assert torch.allclose(per_sample_mse(prediction, target, torch.full((2, 1, 8, 8), 3.0)), per_sample_mse(prediction, target))
+    assert torch.allclose(per_sample_mse(prediction, target, 1.0 + 3.0 * top), torch.full((2,), 4 * 32 / (4 * 32 + 32)))
+
+    manifest = write_dataset(tmp_path / "data", images=2, videos=2, masks=True)
+    plain = Trainer(make_config(manifest, tmp_path / "plain"))
+    batch = next(plain.stream)
+    features = plain.features(batch)
+    masks = features.subject_masks
+    assert masks.shape == (4, 1, *features.latents.shape[2:]) and masks.min() >= 0 and masks.max() <= 1
+    for row, modality in enumerate(features.modalities):  # the subject covers part of every target, images and clips
+        assert 0.1 < float(masks[row].mean()) < 0.7, (modality, float(masks[row].mean()))
+    weighted = Trainer(make_config(manifest, tmp_path / "weighted", optim={"subject_loss_weight": 4.0}))
+    weighted.adapter.load_state_dict(plain.adapter.state_dict())
+    same, _ = plain.compute_loss(features, torch.Generator().manual_seed(0))
+    other, _ = weighted.compute_loss(features, torch.Generator().manual_seed(0))
+    assert not torch.allclose(same, other)  # same draws, the subject weighted 5×
+    no_masks = plain.features({**batch, "target_mask": [None] * len(batch["target"])})
+    assert torch.equal(no_masks.subject_masks, torch.zeros_like(masks))
+    assert torch.allclose(*(t.compute_loss(no_masks, torch.Generator().manual_seed(0))[0] for t in (plain, weighted)))
+    with pytest.raises(FlexIPInputError, match="subject_loss_weight"):
+        make_config(manifest, tmp_path / "bad", optim={"subject_loss_weight": -1.0})

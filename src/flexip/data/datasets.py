@@ -13,6 +13,7 @@ A sample is a dict:
     index      int       the record actually used (differs from the requested one after a skip)
     frames     (reference, target) frame or view indices; None for image samples
     partner    int | None  image samples with a same-subject reference: the record whose image it is
+    target_mask  PIL | None  the target's subject mask (image mask, or the target frame of a mask clip)
     skipped    dict[str, int]  skips that happened while producing *this* sample (usually empty)
 
 Determinism: every random choice (frames, views, augmentation, replacement records) comes from a
@@ -196,16 +197,16 @@ class FlexIPDataset(Dataset):
         return index, epoch
 
     def _make_sample(self, record: Record, rng: random.Random) -> dict[str, Any]:
-        partner = None
+        partner, target_mask = None, None
         if isinstance(record, ImageRecord):
-            reference, target, caption, partner = self._image_sample(record, rng)
+            reference, target, caption, partner, target_mask = self._image_sample(record, rng)
             frames = None
         elif isinstance(record, VideoRecord):
             reference, target, caption, frames = self._video_sample(record, rng)
         else:
             reference, target, caption, frames = self._multiview_sample(record, rng)
         if isinstance(record, VideoRecord) and record.mask is not None:
-            reference = self._isolate_frame(record, reference, frames[0], rng)
+            reference, target_mask = self._isolate_frame(record, reference, frames, rng)
         elif record.modality == "video" and self.video_augment is not None:
             reference = augment_reference(reference, rng, self.video_augment)
         return {
@@ -218,22 +219,25 @@ class FlexIPDataset(Dataset):
             "source": record.source,
             "frames": frames,
             "partner": partner,
+            "target_mask": target_mask,
         }
 
     def _image_sample(self, record: ImageRecord, rng: random.Random):
         caption = _caption(record.caption, record.sidecar_caption_path(), record.image)
         target = _read_image(record.image, "corrupt_image")
+        own_mask = None if record.mask is None else _read_image(record.mask, "corrupt_mask")
         partner = self._subject_partner(record, rng)
         source = record if partner is None else self.records[partner]
         image = target if partner is None else _read_image(source.image, "corrupt_image")
-        mask = None
-        if source.mask is not None:
-            mask = _read_image(source.mask, "corrupt_mask")
+        if partner is None:
+            mask = own_mask
+        else:
+            mask = None if source.mask is None else _read_image(source.mask, "corrupt_mask")
         try:
             reference = augment_reference(image, rng, self.augment, mask)
         except FlexIPInputError as error:  # only the mask can make augmentation fail
             raise _Skip("bad_mask", f"mask {source.mask}: {error}") from None
-        return reference, target, caption, partner
+        return reference, target, caption, partner, own_mask
 
     def _subject_partner(self, record: ImageRecord, rng: random.Random) -> int | None:
         """Another image record of `record`'s subject, with probability `subject_references` (no
@@ -280,21 +284,21 @@ class FlexIPDataset(Dataset):
         caption = caption if _usable(caption) else clip_caption
         return reference_image, target_image, caption.strip(), (reference, target)
 
-    def _isolate_frame(self, record: VideoRecord, reference: Image.Image, frame: int, rng: random.Random) -> Image.Image:
-        """The reference frame's subject on a plain backdrop, from frame `frame` of the record's mask clip:
-        `video_augment` if set, else no augmentation with the image samples' backdrop and margin (so
-        references of both modalities look alike)."""
+    def _isolate_frame(self, record: VideoRecord, reference: Image.Image, frames: tuple[int, int], rng: random.Random):
+        """(the reference frame's subject on a plain backdrop, the target frame's mask), from the record's
+        mask clip: `video_augment` if set, else no augmentation with the image samples' backdrop and
+        margin (so references of both modalities look alike)."""
         settings = self.video_augment or replace(NO_AUGMENT, background=self.augment.background, mask_margin=self.augment.mask_margin)
         if not record.mask.is_file():
             raise _Skip("missing_file", f"mask clip not found: {record.mask}")
         try:
-            (mask,) = read_frames(record.mask, [frame])
+            mask, target_mask = read_frames(record.mask, list(frames))
         except Exception as error:  # VideoReadError, or any decoder error on a hostile file
-            raise _Skip("corrupt_mask", f"mask clip {record.mask}, frame {frame}: {error}") from None
+            raise _Skip("corrupt_mask", f"mask clip {record.mask}, frames {frames}: {error}") from None
         try:
-            return augment_reference(reference, rng, settings, mask)
+            return augment_reference(reference, rng, settings, mask), target_mask
         except FlexIPInputError as error:
-            raise _Skip("bad_mask", f"mask clip {record.mask}, frame {frame}: {error}") from None
+            raise _Skip("bad_mask", f"mask clip {record.mask}, frame {frames[0]}: {error}") from None
 
     def _partner_frame(self, target: int, frame_count: int, rng: random.Random) -> int:
         """A frame `min_gap..max_gap` away from `target` (before or after), uniformly among them."""

@@ -38,9 +38,9 @@ from flexip.training.features import Features, FeatureEncoder
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: + subject_masks
 INDEX = "index.json"
-TENSOR_NAMES = ("latents", "text_embeds", "clip_embeds", "dino_tokens")
+TENSOR_NAMES = ("latents", "text_embeds", "clip_embeds", "dino_tokens", "subject_masks")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -85,7 +85,7 @@ def build_feature_cache(
     pending: list[tuple[int, dict]] = []
 
     def flush():
-        batch = {key: [sample[key] for _, sample in pending] for key in ("reference", "target", "caption", "modality")}
+        batch = {key: [sample[key] for _, sample in pending] for key in ("reference", "target", "caption", "modality", "target_mask")}
         writer.add(encoder(batch), [record for record, _ in pending])
         pending.clear()
 
@@ -220,7 +220,7 @@ def collate_features(samples: list[dict]) -> dict:
 
 
 def features_from_cached(batch: dict) -> Features:
-    return Features(batch["latents"], batch["text_embeds"], batch["clip_embeds"], batch["dino_tokens"], list(batch["modality"]))
+    return Features(batch["latents"], batch["text_embeds"], batch["clip_embeds"], batch["dino_tokens"], list(batch["modality"]), batch["subject_masks"])
 
 
 def build_cache_for_config(config, progress: bool = True) -> CacheReport:

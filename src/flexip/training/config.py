@@ -158,6 +158,7 @@ class OptimConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     max_steps: int = 1000  # optimizer steps
     grad_clip: float | None = 1.0  # max gradient norm; None: no clipping
+    subject_loss_weight: float = 0.0  # loss weight 1 + w on the target's subject (masked samples), 1 elsewhere
 
     def __post_init__(self):
         _check(self.lr > 0 and math.isfinite(self.lr), f"optim.lr must be > 0, got {self.lr}")
@@ -169,6 +170,7 @@ class OptimConfig:
         _check(self.grad_accum >= 1, f"optim.grad_accum must be ≥ 1, got {self.grad_accum}")
         _check(self.max_steps >= 1, f"optim.max_steps must be ≥ 1, got {self.max_steps}")
         _check(self.grad_clip is None or self.grad_clip > 0, f"optim.grad_clip must be > 0 or null, got {self.grad_clip}")
+        _check(self.subject_loss_weight >= 0, f"optim.subject_loss_weight must be ≥ 0, got {self.subject_loss_weight}")
 
 
 @dataclass

@@ -57,10 +57,15 @@ def prediction_target(
     raise FlexIPInputError(f"unsupported prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
 
 
-def per_sample_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(batch,) mean squared error of each sample, computed in float32."""
+def per_sample_mse(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(batch,) mean squared error of each sample, computed in float32. `weights` (broadcastable to the
+    prediction, e.g. (batch, 1, h, w), ≥ 0): the weighted mean Σ w·e² / Σ w per sample instead, so a
+    weight map changes where the error counts, not the loss's scale."""
     squared = (prediction.float() - target.float()) ** 2
-    return squared.reshape(squared.shape[0], -1).mean(dim=1)
+    if weights is None:
+        return squared.reshape(squared.shape[0], -1).mean(dim=1)
+    weights = weights.float().expand_as(squared)
+    return (weights * squared).reshape(squared.shape[0], -1).sum(dim=1) / weights.reshape(squared.shape[0], -1).sum(dim=1).clamp_min(1e-12)
 
 
 def sample_timesteps(batch_size: int, num_train_timesteps: int, generator: torch.Generator | None = None) -> torch.Tensor:

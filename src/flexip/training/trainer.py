@@ -147,7 +147,10 @@ class Trainer:
         noisy = add_noise(self.alphas_cumprod, features.latents, noise, timesteps)
         target = prediction_target(self.prediction_type, self.alphas_cumprod, features.latents, noise, timesteps)
         prediction = self.model(noisy, timesteps, text, clip, dino, gammas)
-        return per_sample_mse(prediction, target), gammas
+        weights = None
+        if cfg.optim.subject_loss_weight > 0 and features.subject_masks is not None:
+            weights = 1.0 + cfg.optim.subject_loss_weight * features.subject_masks
+        return per_sample_mse(prediction, target, weights), gammas
 
     def training_step(self) -> float:
         cfg, accelerator = self.config, self.accelerator
