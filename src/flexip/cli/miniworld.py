@@ -99,7 +99,7 @@ def preview(out_png, rows, split, size, zoom, seed):
 
 @miniworld_group.command("build")
 @click.argument("workdir", default="runs/miniworld")
-@click.option("--stages", default="all", show_default=True, help="Comma-separated stages (data, tokenizer, autoencoder, clip, unet, dino, eval_clip, eval_dino, adapter, ship) or 'all'.")
+@click.option("--stages", default="all", show_default=True, help="Comma-separated stages (data, tokenizer, autoencoder, decoder, clip, unet, unet_grow, dino, eval_clip, eval_dino, adapter, ship) or 'all'.")
 @click.option("--resume", is_flag=True, help="Skip finished stages; continue an interrupted stage from its checkpoint.")
 @click.option("--extend", is_flag=True, help="Continue the selected, finished stages from their checkpoints up to the (larger) --budget-scale.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
