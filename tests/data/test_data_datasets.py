@@ -344,3 +344,18 @@ def test_a_mask_clip_isolates_the_reference_frames_subject(tmp_path, make_video,
     with pytest.raises(FlexIPInputError, match="unusable"):
         skipped[0]
     assert skipped.skip_counts()["missing_file"] > 0
+
+
+def test_view_masks_isolate_the_reference_views_subject(tmp_path, make_image, write_jsonl):
+    for view in range(3):
+        make_image(tmp_path / f"views/{view}.png", size=32, color=(20, 80 * view, 200))
+        mask = np.zeros((32, 32), np.uint8)
+        mask[8:24, 8:16] = 255  # an 8 × 16 box
+        Image.fromarray(mask).save(tmp_path / f"views/{view}_mask.png")
+    entry = {"modality": "video", "views": [f"views/{v}.png" for v in range(3)], "masks": [f"views/{v}_mask.png" for v in range(3)], "caption": "x"}
+    records = load_manifest(write_jsonl(tmp_path / "m.jsonl", [entry]))
+    assert len(records[0].masks) == 3
+    sample = FlexIPDataset(records, augment=ReferenceAugment(mask_margin=0.0, background=(1, 2, 3)))[0]
+    assert np.asarray(sample["reference"]).shape == (16, 8, 3) and np.asarray(sample["target_mask"]).max() == 255
+    with pytest.raises(FlexIPInputError, match="one per view"):
+        load_manifest(write_jsonl(tmp_path / "bad.jsonl", [{**entry, "masks": entry["masks"][:2]}]))

@@ -207,6 +207,8 @@ class FlexIPDataset(Dataset):
             reference, target, caption, frames = self._multiview_sample(record, rng)
         if isinstance(record, VideoRecord) and record.mask is not None:
             reference, target_mask = self._isolate_frame(record, reference, frames, rng)
+        elif isinstance(record, MultiViewRecord) and record.masks is not None:
+            reference, target_mask = self._isolate_view(record, reference, frames, rng)
         elif record.modality == "video" and self.video_augment is not None:
             reference = augment_reference(reference, rng, self.video_augment)
         return {
@@ -284,11 +286,23 @@ class FlexIPDataset(Dataset):
         caption = caption if _usable(caption) else clip_caption
         return reference_image, target_image, caption.strip(), (reference, target)
 
+    def _variant_isolation(self) -> ReferenceAugment:
+        """How a clip's or capture's masked reference is made: `video_augment` if set, else no augmentation
+        with the image samples' backdrop and margin (so references of both modalities look alike)."""
+        return self.video_augment or replace(NO_AUGMENT, background=self.augment.background, mask_margin=self.augment.mask_margin)
+
+    def _isolate_view(self, record: MultiViewRecord, reference: Image.Image, views: tuple[int, int], rng: random.Random):
+        """(the reference view's subject on a plain backdrop, the target view's mask)."""
+        mask, target_mask = (_read_image(record.masks[v], "corrupt_mask") for v in views)
+        try:
+            return augment_reference(reference, rng, self._variant_isolation(), mask), target_mask
+        except FlexIPInputError as error:
+            raise _Skip("bad_mask", f"mask {record.masks[views[0]]}: {error}") from None
+
     def _isolate_frame(self, record: VideoRecord, reference: Image.Image, frames: tuple[int, int], rng: random.Random):
-        """(the reference frame's subject on a plain backdrop, the target frame's mask), from the record's
-        mask clip: `video_augment` if set, else no augmentation with the image samples' backdrop and
-        margin (so references of both modalities look alike)."""
-        settings = self.video_augment or replace(NO_AUGMENT, background=self.augment.background, mask_margin=self.augment.mask_margin)
+        """(the reference frame's subject on a plain backdrop (`_variant_isolation`), the target frame's
+        mask), from the record's mask clip."""
+        settings = self._variant_isolation()
         if not record.mask.is_file():
             raise _Skip("missing_file", f"mask clip not found: {record.mask}")
         try:

@@ -96,12 +96,14 @@ class VideoRecord:
 @dataclass(frozen=True)
 class MultiViewRecord:
     """A multi-view capture of one subject: still images of it from different viewpoints. Counts as
-    modality "video" (variant data). Captions: one per view (`captions`) or one for all (`caption`)."""
+    modality "video" (variant data). Captions: one per view (`captions`) or one for all (`caption`).
+    `masks`: optional subject masks, one per view (white on the subject)."""
 
     views: tuple[Path, ...]
     caption: str | None = None
     captions: tuple[str, ...] | None = None
     subject: str | None = None
+    masks: tuple[Path, ...] | None = None
     source: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -202,9 +204,15 @@ def parse_record(entry: Any, root: str | os.PathLike, source: str = "") -> Recor
                 f"{where}: 'captions' has {len(value)} entries but there are {len(views)} views (one caption per view)"
             )
         view_captions = tuple(value)
-    extra = _extra(entry, {"views"})
+    view_masks = None
+    if "masks" in entry:
+        value = entry["masks"]
+        if not isinstance(value, list) or not all(isinstance(m, str) and m.strip() for m in value) or len(value) != len(views):
+            raise FlexIPInputError(f"{where}: 'masks' of a multi-view record must be a list of {len(views)} image paths, one per view")
+        view_masks = tuple(_resolve(m, root) for m in value)
+    extra = _extra(entry, {"views", "masks"})
     return MultiViewRecord(
-        views=views, caption=caption, captions=view_captions, subject=subject, source=where, extra=extra
+        views=views, caption=caption, captions=view_captions, subject=subject, masks=view_masks, source=where, extra=extra
     )
 
 
@@ -224,6 +232,8 @@ def record_to_json(record: Record, root: str | os.PathLike) -> dict[str, Any]:
             entry["captions"] = [{"start": s.start, "end": s.end, "caption": s.caption} for s in record.captions]
     else:
         entry["views"] = [relative_path(v, root) for v in record.views]
+        if record.masks is not None:
+            entry["masks"] = [relative_path(m, root) for m in record.masks]
         if record.captions is not None:
             entry["captions"] = list(record.captions)
     if record.caption is not None:
