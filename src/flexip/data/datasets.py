@@ -132,10 +132,9 @@ class FlexIPDataset(Dataset):
         self.max_attempts = int(max_attempts)
         self.epoch = 0
         self.indices_by_modality: dict[str, list[int]] = {m: [] for m in MODALITIES}
-        for position, record in enumerate(self.records):
-            self.indices_by_modality[record.modality].append(position)
         self.images_by_subject: dict[str, list[int]] = {}
         for position, record in enumerate(self.records):
+            self.indices_by_modality[record.modality].append(position)
             if isinstance(record, ImageRecord) and record.subject is not None:
                 self.images_by_subject.setdefault(record.subject, []).append(position)
         self.skipped: Counter[str] = Counter()
@@ -230,10 +229,10 @@ class FlexIPDataset(Dataset):
         own_mask = None if record.mask is None else _read_image(record.mask, "corrupt_mask")
         partner = self._subject_partner(record, rng)
         source = record if partner is None else self.records[partner]
-        image = target if partner is None else _read_image(source.image, "corrupt_image")
         if partner is None:
-            mask = own_mask
+            image, mask = target, own_mask
         else:
+            image = _read_image(source.image, "corrupt_image")
             mask = None if source.mask is None else _read_image(source.mask, "corrupt_mask")
         try:
             reference = augment_reference(image, rng, self.augment, mask)
