@@ -78,10 +78,9 @@ def measure(preset: Path, data: Path, samples: int, noises: int = 4) -> dict:
 def same_subject_reference(data: Path, row: dict, rows: list[dict]):
     """The next image row of `row`'s subject (wrapping around), its subject on a plain 210-grey backdrop."""
     import random
+    from dataclasses import replace
 
     from PIL import Image
-
-    from dataclasses import replace
 
     from flexip.data.augment import NO_AUGMENT, augment_reference
 

@@ -234,10 +234,7 @@ class FlexIPDataset(Dataset):
         else:
             image = _read_image(source.image, "corrupt_image")
             mask = None if source.mask is None else _read_image(source.mask, "corrupt_mask")
-        try:
-            reference = augment_reference(image, rng, self.augment, mask)
-        except FlexIPInputError as error:  # only the mask can make augmentation fail
-            raise _Skip("bad_mask", f"mask {source.mask}: {error}") from None
+        reference = _augment_masked(image, rng, self.augment, mask, f"mask {source.mask}")
         return reference, target, caption, partner, own_mask
 
     def _subject_partner(self, record: ImageRecord, rng: random.Random) -> int | None:
@@ -293,25 +290,19 @@ class FlexIPDataset(Dataset):
     def _isolate_view(self, record: MultiViewRecord, reference: Image.Image, views: tuple[int, int], rng: random.Random):
         """(the reference view's subject on a plain backdrop, the target view's mask)."""
         mask, target_mask = (_read_image(record.masks[v], "corrupt_mask") for v in views)
-        try:
-            return augment_reference(reference, rng, self._variant_isolation(), mask), target_mask
-        except FlexIPInputError as error:
-            raise _Skip("bad_mask", f"mask {record.masks[views[0]]}: {error}") from None
+        return _augment_masked(reference, rng, self._variant_isolation(), mask, f"mask {record.masks[views[0]]}"), target_mask
 
     def _isolate_frame(self, record: VideoRecord, reference: Image.Image, frames: tuple[int, int], rng: random.Random):
         """(the reference frame's subject on a plain backdrop (`_variant_isolation`), the target frame's
         mask), from the record's mask clip."""
-        settings = self._variant_isolation()
         if not record.mask.is_file():
             raise _Skip("missing_file", f"mask clip not found: {record.mask}")
         try:
             mask, target_mask = read_frames(record.mask, list(frames))
         except Exception as error:  # VideoReadError, or any decoder error on a hostile file
             raise _Skip("corrupt_mask", f"mask clip {record.mask}, frames {frames}: {error}") from None
-        try:
-            return augment_reference(reference, rng, settings, mask), target_mask
-        except FlexIPInputError as error:
-            raise _Skip("bad_mask", f"mask clip {record.mask}, frame {frames[0]}: {error}") from None
+        isolated = _augment_masked(reference, rng, self._variant_isolation(), mask, f"mask clip {record.mask}, frame {frames[0]}")
+        return isolated, target_mask
 
     def _partner_frame(self, target: int, frame_count: int, rng: random.Random) -> int:
         """A frame `min_gap..max_gap` away from `target` (before or after), uniformly among them."""
@@ -374,6 +365,15 @@ def _caption(inline: str | None, sidecar, media) -> str:
     if not _usable(caption):
         raise _Skip("missing_caption", f"no caption for {media} (no 'caption' field and no usable {sidecar.name})")
     return caption.strip()
+
+
+def _augment_masked(image: Image.Image, rng: random.Random, settings: ReferenceAugment, mask, mask_name: str) -> Image.Image:
+    """`augment_reference`, where only the mask can make it fail: a mask of the wrong size or without
+    subject pixels makes the record a `bad_mask` skip, named by `mask_name`."""
+    try:
+        return augment_reference(image, rng, settings, mask)
+    except FlexIPInputError as error:
+        raise _Skip("bad_mask", f"{mask_name}: {error}") from None
 
 
 def _read_image(path, corrupt_reason: str) -> Image.Image:
