@@ -54,4 +54,12 @@ def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
     assert 0.0 <= found["CLIP-I"] <= 1.0 and 0.0 <= found["DINO-I"] <= 1.0
     assert json.loads((tmp_path / "out" / "evaluation.json").read_text())["subjects"] == 2
     assert "Identification" in (tmp_path / "out" / "evaluation.md").read_text()
+    # every adjacent γ step of every metric, with the step's mean change inside its interval
+    for metric, steps in result["gamma_steps"].items():
+        assert [(s["from"], s["to"]) for s in steps] == list(zip(GAMMAS, GAMMAS[1:]))
+        curve = [result["scores"][f"gamma={g}"][metric] for g in GAMMAS]
+        for k, s in enumerate(steps):
+            assert s["low"] <= s["mean"] + 1e-9 and s["mean"] <= s["high"] + 1e-9
+            assert math.isclose(s["mean"], curve[k + 1] - curve[k], abs_tol=1e-5)
+    assert "| γ 0.0 → 0.25 |" in (tmp_path / "out" / "evaluation.md").read_text()
     assert (tmp_path / "out" / "evaluation_samples.png").stat().st_size > 0

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from flexip.evaluation import metrics as M
+from flexip.evaluation.intervals import step_intervals
 from flexip.miniworld.dataset import load_jsonl
 
 GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -150,10 +151,13 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
             table[condition][f"{metric} identification"] = identification_accuracy(
                 torch.cat(values[metric]), torch.tensor(values["subject"]), reference_sets[metric])
     calib = calibration(data_dir, clip, dino)
+    sweep = [f"gamma={g}" for g in GAMMAS]
+    steps_table = {m: [{"from": a, "to": b, **vars(interval)} for a, b, interval in zip(GAMMAS, GAMMAS[1:], step_intervals(
+        torch.tensor([scores[c][m] for c in sweep]), torch.tensor(embedded[sweep[0]]["subject"])))] for m in ("CLIP-T", "CLIP-I", "DINO-I")}
     result = {
         "preset": str(preset_dir), "subjects": len(rows), "prompts_per_subject": prompts, "images_per_condition": len(rows) * prompts,
         "steps": steps, "guidance": guidance, "seed": seed, "gammas": list(GAMMAS), "scores": table, "calibration": calib,
-        "targets": check_targets(table, calib), "seconds": round(time.perf_counter() - started, 1),
+        "targets": check_targets(table, calib), "gamma_steps": steps_table, "seconds": round(time.perf_counter() - started, 1),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -205,6 +209,14 @@ def markdown(result: dict) -> str:
         lines += ["", f"Identification (calibration): of {found['scenes']} true renders in background-only scenes, the share whose own "
                   f"identity scores highest among all {found['identities']} identities' references: CLIP-I {found['CLIP-I']:.3f}, DINO-I {found['DINO-I']:.3f} "
                   f"(chance {found['chance']:.3f})."]
+    if result.get("gamma_steps"):
+        lines += ["", "Each γ step, image by image (same subject, prompt and noise): mean change and 95 % interval from "
+                  "2000 bootstrap resamples of the subjects (`flexip.evaluation.intervals`); an interval that "
+                  "holds 0 is a step the measurement cannot tell from no change.", "",
+                  "| step | " + " | ".join(result["gamma_steps"]) + " |", "|---|" + "---|" * len(result["gamma_steps"])]
+        for k, first in enumerate(next(iter(result["gamma_steps"].values()))):
+            cells = [f"{s[k]['mean']:+.4f} [{s[k]['low']:+.4f}, {s[k]['high']:+.4f}]" for s in result["gamma_steps"].values()]
+            lines.append(f"| γ {first['from']} → {first['to']} | " + " | ".join(cells) + " |")
     lines += ["", "| target | measured |", "|---|---|"]
     for name, value in result["targets"].items():
         lines.append(f"| {name} | {value if isinstance(value, bool) else f'{value:.3f}'} |")
