@@ -359,3 +359,24 @@ def test_view_masks_isolate_the_reference_views_subject(tmp_path, make_image, wr
     assert np.asarray(sample["reference"]).shape == (16, 8, 3) and np.asarray(sample["target_mask"]).max() == 255
     with pytest.raises(FlexIPInputError, match="one per view"):
         load_manifest(write_jsonl(tmp_path / "bad.jsonl", [{**entry, "masks": entry["masks"][:2]}]))
+
+
+def test_variant_masks_isolate_only_that_share_of_clip_and_capture_references(tmp_path, make_image, write_jsonl):
+    for view in range(3):
+        make_image(tmp_path / f"views/{view}.png", size=32, color=(20, 80 * view, 200))
+        mask = np.zeros((32, 32), np.uint8)
+        mask[8:24, 8:16] = 255
+        Image.fromarray(mask).save(tmp_path / f"views/{view}_mask.png")
+    entry = {"modality": "video", "views": [f"views/{v}.png" for v in range(3)], "masks": [f"views/{v}_mask.png" for v in range(3)], "caption": "x"}
+    records = load_manifest(write_jsonl(tmp_path / "m.jsonl", [entry]))
+
+    def isolated_share(dataset, draws=200):
+        samples = [dataset[(0, epoch)] for epoch in range(draws)]
+        assert all(np.asarray(s["target_mask"]).max() == 255 for s in samples)  # the target mask either way
+        return float(np.mean([s["reference"].size == (8, 16) for s in samples]))  # the box alone, or the whole view
+
+    assert isolated_share(FlexIPDataset(records, augment=ReferenceAugment(mask_margin=0.0))) == 1.0  # the default
+    assert isolated_share(FlexIPDataset(records, augment=ReferenceAugment(mask_margin=0.0), variant_masks=0.0)) == 0.0
+    assert 0.15 < isolated_share(FlexIPDataset(records, augment=ReferenceAugment(mask_margin=0.0), variant_masks=0.3)) < 0.45
+    with pytest.raises(FlexIPInputError, match="variant_masks"):
+        FlexIPDataset(records, variant_masks=1.5)

@@ -93,6 +93,9 @@ class FlexIPDataset(Dataset):
             the same `subject` (its own mask and augmentation) instead of the target itself, so identity
             has to be carried across scenes rather than copied. Records without a subject, or whose
             subject has no other image, always use their own image. 0 (default): never.
+        variant_masks: probability that the reference of a clip or capture with subject masks (`mask` /
+            `masks`) is isolated on the plain backdrop; otherwise it keeps its scene (and gets
+            `video_augment`). Either way the sample carries its target mask. 1 (default): always.
         max_attempts: replacement draws for one requested index before giving up with
             `FlexIPInputError` (which only happens when nearly all data of a modality is unusable).
 
@@ -110,6 +113,7 @@ class FlexIPDataset(Dataset):
         augment: ReferenceAugment = ReferenceAugment(),
         video_augment: ReferenceAugment | None = None,
         subject_references: float = 0.0,
+        variant_masks: float = 1.0,
         max_attempts: int = 50,
     ) -> None:
         self.records = list(records)
@@ -123,12 +127,15 @@ class FlexIPDataset(Dataset):
             raise FlexIPInputError(f"max_attempts must be >= 1, got {max_attempts}")
         if not 0.0 <= subject_references <= 1.0:
             raise FlexIPInputError(f"subject_references is a probability in [0, 1], got {subject_references}")
+        if not 0.0 <= variant_masks <= 1.0:
+            raise FlexIPInputError(f"variant_masks is a probability in [0, 1], got {variant_masks}")
         self.seed = int(seed)
         self.min_gap = int(min_gap)
         self.max_gap = None if max_gap is None else int(max_gap)
         self.augment = augment
         self.video_augment = video_augment
         self.subject_references = float(subject_references)
+        self.variant_masks = float(variant_masks)
         self.max_attempts = int(max_attempts)
         self.epoch = 0
         self.indices_by_modality: dict[str, list[int]] = {m: [] for m in MODALITIES}
@@ -204,11 +211,16 @@ class FlexIPDataset(Dataset):
             reference, target, caption, frames = self._video_sample(record, rng)
         else:
             reference, target, caption, frames = self._multiview_sample(record, rng)
+        isolate = True
         if isinstance(record, VideoRecord) and record.mask is not None:
-            reference, target_mask = self._isolate_frame(record, reference, frames, rng)
+            isolate = self._draw_isolation(rng)
+            reference, target_mask = self._isolate_frame(record, reference, frames, rng, isolate)
         elif isinstance(record, MultiViewRecord) and record.masks is not None:
-            reference, target_mask = self._isolate_view(record, reference, frames, rng)
-        elif record.modality == "video" and self.video_augment is not None:
+            isolate = self._draw_isolation(rng)
+            reference, target_mask = self._isolate_view(record, reference, frames, rng, isolate)
+        else:
+            isolate = False
+        if record.modality == "video" and not isolate and self.video_augment is not None:
             reference = augment_reference(reference, rng, self.video_augment)
         return {
             "reference": reference,
@@ -287,20 +299,31 @@ class FlexIPDataset(Dataset):
         with the image samples' backdrop and margin (so references of both modalities look alike)."""
         return self.video_augment or replace(NO_AUGMENT, background=self.augment.background, mask_margin=self.augment.mask_margin)
 
-    def _isolate_view(self, record: MultiViewRecord, reference: Image.Image, views: tuple[int, int], rng: random.Random):
-        """(the reference view's subject on a plain backdrop, the target view's mask)."""
+    def _draw_isolation(self, rng: random.Random) -> bool:
+        """Whether a clip's or capture's reference is isolated (`variant_masks`; no draw at 1)."""
+        return self.variant_masks >= 1.0 or rng.random() < self.variant_masks
+
+    def _isolate_view(self, record: MultiViewRecord, reference: Image.Image, views: tuple[int, int], rng: random.Random,
+                      isolate: bool = True):
+        """(the reference view's subject on a plain backdrop, or the view as it is when not `isolate`;
+        the target view's mask)."""
         mask, target_mask = (_read_image(record.masks[v], "corrupt_mask") for v in views)
+        if not isolate:
+            return reference, target_mask
         return _augment_masked(reference, rng, self._variant_isolation(), mask, f"mask {record.masks[views[0]]}"), target_mask
 
-    def _isolate_frame(self, record: VideoRecord, reference: Image.Image, frames: tuple[int, int], rng: random.Random):
-        """(the reference frame's subject on a plain backdrop (`_variant_isolation`), the target frame's
-        mask), from the record's mask clip."""
+    def _isolate_frame(self, record: VideoRecord, reference: Image.Image, frames: tuple[int, int], rng: random.Random,
+                       isolate: bool = True):
+        """(the reference frame's subject on a plain backdrop (`_variant_isolation`), or the frame as it
+        is when not `isolate`; the target frame's mask), from the record's mask clip."""
         if not record.mask.is_file():
             raise _Skip("missing_file", f"mask clip not found: {record.mask}")
         try:
             mask, target_mask = read_frames(record.mask, list(frames))
         except Exception as error:  # VideoReadError, or any decoder error on a hostile file
             raise _Skip("corrupt_mask", f"mask clip {record.mask}, frames {frames}: {error}") from None
+        if not isolate:
+            return reference, target_mask
         isolated = _augment_masked(reference, rng, self._variant_isolation(), mask, f"mask clip {record.mask}, frame {frames[0]}")
         return isolated, target_mask
 

@@ -82,6 +82,7 @@ def load_dataset(config):
         records, seed=config.runtime.seed, min_gap=config.data.min_gap, max_gap=config.data.max_gap,
         augment=config.data.reference_augment(), video_augment=config.data.reference_video_augment(),
         subject_references=config.data.subject_references,
+        variant_masks=config.data.variant_masks,
     )
 
 
@@ -105,6 +106,7 @@ def data_signature(config) -> dict:
         "manifest": str(Path(data.manifest).resolve()), "manifest_sha256": file_sha256(data.manifest), "seed": config.runtime.seed,
         "min_gap": data.min_gap, "max_gap": data.max_gap, "augment": data.augment, "video_augment": data.video_augment,
         "subject_references": data.subject_references,
+        "variant_masks": data.variant_masks,
     }
 
 

@@ -76,6 +76,7 @@ class DataConfig:
     augment: dict[str, Any] = field(default_factory=dict)  # ReferenceAugment settings for image samples
     video_augment: dict[str, Any] | None = None  # ReferenceAugment settings for video references (None: off)
     subject_references: float = 0.0  # image samples: chance the reference is another image of the same subject
+    variant_masks: float = 1.0  # clips / captures with subject masks: chance their reference is isolated
     num_workers: int = 0  # DataLoader worker processes
 
     def __post_init__(self):
@@ -91,6 +92,7 @@ class DataConfig:
         _check(self.max_gap is None or self.max_gap >= self.min_gap, f"data.max_gap must be ≥ data.min_gap, got {self.max_gap}")
         _check(0.0 <= self.subject_references <= 1.0,
                f"data.subject_references is a probability in [0, 1], got {self.subject_references}")
+        _check(0.0 <= self.variant_masks <= 1.0, f"data.variant_masks is a probability in [0, 1], got {self.variant_masks}")
         _check(self.num_workers >= 0, f"data.num_workers must be ≥ 0, got {self.num_workers}")
         self.reference_augment()
         self.reference_video_augment()
