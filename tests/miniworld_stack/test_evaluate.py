@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from flexip.miniworld.evaluate import GAMMAS, check_targets, evaluate
+from flexip.miniworld.evaluate import GAMMAS, check_targets, evaluate, plot_curves
 from flexip.presets import MINIWORLD_DIR
 
 
@@ -63,3 +65,23 @@ def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
             assert math.isclose(s["mean"], curve[k + 1] - curve[k], abs_tol=1e-5)
     assert "| γ 0.0 → 0.25 |" in (tmp_path / "out" / "evaluation.md").read_text()
     assert (tmp_path / "out" / "evaluation_samples.png").stat().st_size > 0
+    curves = np.asarray(Image.open(tmp_path / "out" / "evaluation_curves.png").convert("L"))
+    assert curves.shape == (330, 1056) and curves.std() > 10  # 9.6 × 3 in at 110 dpi, with something drawn
+
+
+def _result(clip_t):
+    rows = {f"gamma={g}": {"CLIP-T": t, "CLIP-I": 0.3 + 0.02 * k, "DINO-I": 0.4 + 0.02 * k} for k, (g, t) in enumerate(zip(GAMMAS, clip_t))}
+    rows["base"] = rows["real render"] = {"CLIP-T": 0.82, "CLIP-I": 0.3, "DINO-I": 0.3}
+    return {"gammas": list(GAMMAS), "subjects": 20, "prompts_per_subject": 8, "scores": rows,
+            "calibration": {"real-vs-real": {"CLIP-T": 0.78, "CLIP-I": 0.15, "DINO-I": 0.44}}}
+
+
+def _red_pixels(path):
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return int(((pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)).sum())
+
+
+def test_curves_mark_a_step_against_the_target_in_red(tmp_path):
+    falling = plot_curves(_result([0.79, 0.785, 0.78, 0.775, 0.77]), tmp_path / "falling.png")
+    rising_once = plot_curves(_result([0.78, 0.79, 0.78, 0.775, 0.77]), tmp_path / "rising_once.png")
+    assert _red_pixels(falling) == 0 and _red_pixels(rising_once) > 50

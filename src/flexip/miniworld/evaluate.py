@@ -11,7 +11,8 @@ the preset's eval/clip and eval/dino (trained separately from the encoders the a
 
 (`flexip.evaluation.metrics`). Calibration on the same scale, from pairs.jsonl: real-vs-real (one
 identity, two scenes) and real-vs-other (two identities); plus the true render of every test prompt
-scored like a generated image ("real render"). Writes evaluation.json, evaluation.md and a sample grid.
+scored like a generated image ("real render"). Writes evaluation.json, evaluation.md, the curves
+against γ (evaluation_curves.png) and a sample grid.
 Nothing here is tuned to the results: subjects, prompts, seed, steps and guidance are fixed up front.
 """
 
@@ -162,12 +163,52 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "evaluation.md").write_text(markdown(result))
+    plot_curves(result, out_dir / "evaluation_curves.png")
     if grid_rows:
         from flexip.visualization import make_grid
 
         labels = ["reference", "true render", "base (no ref.)"] + [f"gamma = {g}" for g in GAMMAS]
         make_grid(grid_rows, labels, grid_labels, cell=96).save(out_dir / "evaluation_samples.png")
     return result
+
+
+#: The direction each metric should move as γ grows (the issue's targets), and its panel colour.
+DIRECTIONS = {"CLIP-T": -1, "CLIP-I": 1, "DINO-I": 1}
+
+
+def plot_curves(result: dict, path: Path) -> Path:
+    """One panel per metric against γ, with the base, true-render and real-vs-real levels as lines.
+    Each step is drawn solid when its interval (`gamma_steps`) excludes 0 and dashed when it does not;
+    green when it moves the way the target asks, red when against."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9.6, 3.0))
+    axes = figure.subplots(1, len(DIRECTIONS))
+    gammas = result["gammas"]
+    for axis, (metric, direction) in zip(axes, DIRECTIONS.items()):
+        curve = [result["scores"][f"gamma={g}"][metric] for g in gammas]
+        steps = result.get("gamma_steps", {}).get(metric)
+        for k in range(len(gammas) - 1):
+            moved = curve[k + 1] - curve[k]
+            resolved = steps is None or steps[k]["low"] > 0 or steps[k]["high"] < 0
+            colour = "tab:green" if moved * direction >= 0 else "tab:red"
+            axis.plot(gammas[k:k + 2], curve[k:k + 2], color=colour, lw=2, ls="-" if resolved else "--")
+        axis.plot(gammas, curve, "o", color="black", ms=3)
+        levels = (("base (no reference)", result["scores"]["base"][metric], "0.5", "--"),
+                  ("true render", result["scores"]["real render"][metric], "tab:blue", "-."),
+                  ("real-vs-real", result["calibration"]["real-vs-real"][metric], "tab:purple", ":"))
+        for label, value, colour, style in levels:
+            axis.axhline(value, color=colour, ls=style, lw=1, label=label)
+        axis.set_title(f"{metric} (should {'rise' if direction > 0 else 'fall'})", fontsize=9)
+        axis.set_xlabel("γ", fontsize=8)
+        axis.set_xticks(gammas)
+        axis.tick_params(labelsize=7)
+    axes[0].legend(fontsize=6, loc="best")
+    figure.suptitle(f"{result['subjects']} held-out identities × {result['prompts_per_subject']} prompts; "
+                    "solid step: 95 % interval excludes 0, dashed: it does not", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
 
 
 def _monotone(values: list[float], rising: bool) -> bool:
