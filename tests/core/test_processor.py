@@ -132,3 +132,21 @@ def test_double_injection_is_refused(unet_and_adapter):
     with pytest.raises(FlexIPInputError, match="already"):
         inject_adapter(unet, adapter)
     remove_adapter(injection)
+
+
+def test_a_silenced_personalization_branch_leaves_gamma_zero_at_the_base(unet_and_adapter):
+    import copy
+
+    unet, adapter = unet_and_adapter
+    silenced = copy.deepcopy(adapter)
+    silenced.silence_personalization()
+    assert all(not silenced.layer(name).to_v_pers.weight.any() for name in silenced.target_layers)
+    pres, pers = _tokens(adapter, batch=2, seed=1)
+    base = _base(unet)
+    at_zero = lambda a: _run(unet, a, FlexIPConditioning(pres, pers, GateSettings(gamma=0.0)))
+    # with V'_pers copied from the text V (SPEC §1), γ = 0 moves the output; silenced, it does not
+    assert not torch.allclose(at_zero(adapter), base, atol=1e-4)
+    assert torch.allclose(at_zero(silenced), base, atol=1e-5)
+    # the preservation branch is untouched
+    at_one = lambda a: _run(unet, a, FlexIPConditioning(pres, pers, GateSettings(gamma=1.0)))
+    assert torch.equal(at_one(silenced), at_one(adapter))

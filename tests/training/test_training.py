@@ -162,3 +162,15 @@ def test_subject_loss_weight_counts_the_subject_more(tmp_path, write_dataset, ma
     assert torch.allclose(*(t.compute_loss(no_masks, torch.Generator().manual_seed(0))[0] for t in (plain, weighted)))
     with pytest.raises(FlexIPInputError, match="subject_loss_weight"):
         make_config(manifest, tmp_path / "bad", optim={"subject_loss_weight": -1.0})
+
+
+def test_personalization_init_zero_starts_the_branch_silent_and_training_moves_it(tmp_path, write_dataset, make_config, reset_accelerate):
+    manifest = write_dataset(tmp_path / "data", images=2, videos=2)
+    values = lambda trainer: [trainer.adapter.layer(n).to_v_pers.weight.detach().clone() for n in trainer.adapter.target_layers]
+    copied = Trainer(make_config(manifest, tmp_path / "copy"))
+    assert all(v.abs().sum() > 0 for v in values(copied))  # SPEC §1: a copy of the text V
+    reset_accelerate()
+    silent = Trainer(make_config(manifest, tmp_path / "zero", model={"base": "tiny-random", "personalization_init": "zero"}))
+    assert all(not v.any() for v in values(silent))
+    silent.train()
+    assert any(v.abs().sum() > 0 for v in values(silent))  # gradients reach V'_pers from zero

@@ -106,6 +106,14 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
             adapter.layer(name).copy_from(attn.to_k, attn.to_v)
         return adapter.to(device=next(unet.parameters()).device)
 
+    @torch.no_grad()
+    def silence_personalization(self) -> None:
+        """Zero every layer's V'_pers: the personalization branch then adds nothing (γ = 0 renders as the
+        base model) until training moves it. The alternative to SPEC §1's copy of the text V, under which
+        a fresh adapter at γ = 0 doubles the text cross-attention (docs/training.md)."""
+        for name in self.target_layers:
+            self.layer(name).to_v_pers.weight.zero_()
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

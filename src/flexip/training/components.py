@@ -51,6 +51,8 @@ def build_adapter(model: ModelConfig, components: dict, seed: int) -> FlexIPAdap
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             adapter = FlexIPAdapter.from_unet(unet, clip_dim, dino_dim, **overrides)
+        if model.personalization_init == "zero":
+            adapter.silence_personalization()
     return adapter.to(dtype=torch.float32).train()
 
 

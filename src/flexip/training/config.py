@@ -54,6 +54,9 @@ class ModelConfig:
     dino_encoder: str | None = None  # DINOv2 folder / hub id; None: the SPEC's reference encoder
     adapter: dict[str, Any] = field(default_factory=dict)  # FlexIPAdapter overrides, e.g. {num_queries: 16}
     init_adapter: str | None = None  # start from this adapter folder instead of a fresh adapter
+    # how a fresh adapter's personalization values V'_pers start: "copy" of the text V (SPEC §1; at
+    # γ = 0 the text pathway then starts doubled) or "zero" (the branch starts silent: γ = 0 == base)
+    personalization_init: str = "copy"
 
     def __post_init__(self):
         _check(bool(self.base.strip()), "model.base must name a base model")
@@ -62,6 +65,10 @@ class ModelConfig:
         for key, value in self.adapter.items():
             _check(isinstance(value, int) and not isinstance(value, bool), f"model.adapter.{key} must be an integer, got {value!r}")
         _check(self.init_adapter is None or not self.adapter, "give model.init_adapter or model.adapter overrides, not both")
+        _check(self.personalization_init in ("copy", "zero"),
+               f"model.personalization_init must be 'copy' or 'zero', got {self.personalization_init!r}")
+        _check(self.init_adapter is None or self.personalization_init == "copy",
+               "model.personalization_init only applies to a fresh adapter, not to model.init_adapter")
 
 
 @dataclass
