@@ -211,15 +211,13 @@ class FlexIPDataset(Dataset):
             reference, target, caption, frames = self._video_sample(record, rng)
         else:
             reference, target, caption, frames = self._multiview_sample(record, rng)
-        isolate = True
+        isolate = False
         if isinstance(record, VideoRecord) and record.mask is not None:
             isolate = self._draw_isolation(rng)
             reference, target_mask = self._isolate_frame(record, reference, frames, rng, isolate)
         elif isinstance(record, MultiViewRecord) and record.masks is not None:
             isolate = self._draw_isolation(rng)
             reference, target_mask = self._isolate_view(record, reference, frames, rng, isolate)
-        else:
-            isolate = False
         if record.modality == "video" and not isolate and self.video_augment is not None:
             reference = augment_reference(reference, rng, self.video_augment)
         return {

@@ -153,8 +153,11 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
                 torch.cat(values[metric]), torch.tensor(values["subject"]), reference_sets[metric])
     calib = calibration(data_dir, clip, dino)
     sweep = [f"gamma={g}" for g in GAMMAS]
-    steps_table = {m: [{"from": a, "to": b, **vars(interval)} for a, b, interval in zip(GAMMAS, GAMMAS[1:], step_intervals(
-        torch.tensor([scores[c][m] for c in sweep]), torch.tensor(embedded[sweep[0]]["subject"])))] for m in ("CLIP-T", "CLIP-I", "DINO-I")}
+    subjects_of_cells = torch.tensor(embedded[sweep[0]]["subject"])
+    steps_table = {}
+    for metric in ("CLIP-T", "CLIP-I", "DINO-I"):
+        intervals = step_intervals(torch.tensor([scores[c][metric] for c in sweep]), subjects_of_cells)
+        steps_table[metric] = [{"from": a, "to": b, **vars(i)} for a, b, i in zip(GAMMAS, GAMMAS[1:], intervals)]
     result = {
         "preset": str(preset_dir), "subjects": len(rows), "prompts_per_subject": prompts, "images_per_condition": len(rows) * prompts,
         "steps": steps, "guidance": guidance, "seed": seed, "gammas": list(GAMMAS), "scores": table, "calibration": calib,
@@ -172,7 +175,7 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
     return result
 
 
-#: The direction each metric should move as γ grows (the issue's targets), and its panel colour.
+#: The direction each metric should move as γ grows (the issue's targets).
 DIRECTIONS = {"CLIP-T": -1, "CLIP-I": 1, "DINO-I": 1}
 
 
