@@ -27,30 +27,28 @@ GAMMA_KEYS = ("gamma=0.0", "gamma=0.25", "gamma=0.5", "gamma=0.75", "gamma=1.0")
 
 
 def fresh_preset(preset: Path, folder: Path, init: str, seed: int = 0) -> Path:
-    """`folder` with links to the preset's parts and a fresh adapter of the preset's adapter config."""
-    from diffusers import UNet2DConditionModel
-
+    """`folder` with links to the preset's parts and the adapter `flexip train` would start from: the
+    preset adapter's sizes and encoders, `model.personalization_init = init`, built by `build_adapter`."""
     from flexip.models.adapter import FlexIPAdapter
+    from flexip.presets import load_components
+    from flexip.training.components import build_adapter
+    from flexip.training.config import ADAPTER_OVERRIDES, ModelConfig
 
     folder.mkdir(parents=True)
     for part in preset.iterdir():
         if part.name != "adapter":
             (folder / part.name).symlink_to(part.resolve())
-    trained = FlexIPAdapter.from_pretrained(str(preset / "adapter"))
-    config = {k: v for k, v in trained.config.items() if not k.startswith("_") and k not in (
-        "target_layers", "cross_attention_dim", "clip_embed_dim", "dino_hidden_dim", "flexip_version")}
-    unet = UNet2DConditionModel.from_pretrained(str(preset / "base"), subfolder="unet")
-    torch.manual_seed(seed)
-    adapter = FlexIPAdapter.from_unet(unet, trained.config.clip_embed_dim, trained.config.dino_hidden_dim, **config)
-    if init == "zero":
-        adapter.silence_personalization()
-    adapter.save_pretrained(str(folder / "adapter"))
+    trained = FlexIPAdapter.from_pretrained(str(preset / "adapter")).config
+    model = ModelConfig(base=str(preset / "base"), image_encoder=trained.image_encoder, dino_encoder=trained.dino_encoder,
+                        adapter={key: trained[key] for key in ADAPTER_OVERRIDES}, personalization_init=init)
+    components = load_components(str(preset / "base"), str(preset / "image_encoder"), str(preset / "dino"))
+    build_adapter(model, components, seed).save_pretrained(str(folder / "adapter"))
     return folder
 
 
 def main() -> None:
     from flexip.miniworld.evaluate import evaluate
-    from flexip.presets import MINIWORLD_DIR
+    from flexip.presets import miniworld_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", type=Path, default=None, help="preset folder (default: the shipped miniworld preset)")
@@ -59,7 +57,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    preset = args.preset or MINIWORLD_DIR
+    preset = args.preset or miniworld_dir()
     rows = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
