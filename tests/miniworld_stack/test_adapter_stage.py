@@ -24,9 +24,10 @@ def test_adapter_stage_trains_and_resumes(tiny_stack, tiny):
 
     work, _ = tiny_stack
     _, budget = tiny
-    extra = ("optim.batch_size=2", "logging.log_every=1", "logging.checkpoint_every=1", "data.mix={image: 1.0, video: 1.0}")
+    extra = ("optim.batch_size=2", "logging.log_every=1", "logging.checkpoint_every=1", "data.mix={image: 1.0, video: 1.0}", "runtime.seed=7")
     first = train_adapter(work, work / "adapter", budget(1), "cpu", False, lambda m: None, extra=extra)
     second = train_adapter(work, work / "adapter", budget(2), "cpu", True, lambda m: None, extra=extra)
     assert first["steps"] == 1 and second["steps"] == 2
+    assert first["seed"] == second["seed"] == 7  # the manifest records the seed trained with
     assert [s for s, _ in second["losses"]] == [1, 2]  # the second sitting continued at step 2
     FlexIPAdapter.from_pretrained(str(work / "adapter" / "run" / "adapter"))

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from flexip.miniworld.evaluate import GAMMAS, check_targets, evaluate, plot_curves
+from flexip.errors import FlexIPInputError
+from flexip.miniworld.evaluate import GAMMAS, VALIDATION_FIRST, check_targets, evaluate, markdown, plot_curves
 from flexip.presets import MINIWORLD_DIR
 
 
@@ -45,8 +46,8 @@ def test_targets_are_read_off_the_table():
 @pytest.mark.skipif(not (MINIWORLD_DIR / "manifest.json").is_file(), reason="miniworld weights not built yet")
 def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
     torch.set_num_threads(1)
-    result = evaluate(MINIWORLD_DIR, tmp_path / "data", tmp_path / "out", subjects=2, prompts=2, steps=2, log=lambda message: None)
-    assert result["images_per_condition"] == 4
+    result = evaluate(MINIWORLD_DIR, tmp_path / "data", tmp_path / "out", subjects=2, prompts=2, steps=2, log=lambda message: None, first=1)
+    assert result["images_per_condition"] == 4 and result["first_subject"] == 1
     assert set(result["scores"]) == {"base", "real render", *(f"gamma={g}" for g in GAMMAS)}
     for values in result["scores"].values():
         assert all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in values.values())
@@ -55,7 +56,12 @@ def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
     assert found["identities"] == 40 and found["scenes"] == 240 and math.isclose(found["chance"], 1 / 40)
     assert 0.0 <= found["CLIP-I"] <= 1.0 and 0.0 <= found["DINO-I"] <= 1.0
     assert json.loads((tmp_path / "out" / "evaluation.json").read_text())["subjects"] == 2
-    assert "Identification" in (tmp_path / "out" / "evaluation.md").read_text()
+    report = (tmp_path / "out" / "evaluation.md").read_text()
+    assert "Identification" in report and report.startswith("Held-out identities 1–2: 2 × 2 prompts")
+    assert markdown({**result, "first_subject": VALIDATION_FIRST}).startswith(f"Held-out identities {VALIDATION_FIRST}–{VALIDATION_FIRST + 1} (validation range)")
+    # asking for identities the data does not have is a clear error, before any model is loaded
+    with pytest.raises(FlexIPInputError, match="has 40 held-out identities; this evaluation needs 41"):
+        evaluate(MINIWORLD_DIR, tmp_path / "data", tmp_path / "out", subjects=2, first=39)
     # every adjacent γ step of every metric, with the step's mean change inside its interval
     for metric, steps in result["gamma_steps"].items():
         assert [(s["from"], s["to"]) for s in steps] == list(zip(GAMMAS, GAMMAS[1:]))

@@ -130,13 +130,14 @@ def build(workdir, stages, resume, extend, device, budget_scale, preset_dir, ima
 @click.option("--preset", "preset_dir", default=None, help="Preset folder [default: the shipped presets/miniworld].")
 @click.option("--data", "data_dir", default="runs/miniworld/data", show_default=True, help="Miniworld data with heldout.jsonl and pairs.jsonl (rendered here if missing).")
 @click.option("--out", "out_dir", default="runs/miniworld/evaluation", show_default=True, help="Where evaluation.json / .md and the sample grid go.")
-@click.option("--subjects", default=20, show_default=True, help="Held-out identities (the first N).")
+@click.option("--subjects", default=20, show_default=True, help="Held-out identities (N of them, from --first on).")
+@click.option("--first", default=0, show_default=True, help="Index of the first held-out identity: 0 for the report's numbers, 20 for the validation range used to choose between training runs.")
 @click.option("--prompts", default=8, show_default=True, help="Test prompts per identity (≤ 12).")
 @click.option("--steps", default=20, show_default=True, help="Denoising steps.")
 @click.option("--guidance", default=3.0, show_default=True, help="Classifier-free guidance scale.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-def evaluate(preset_dir, data_dir, out_dir, subjects, prompts, steps, guidance, seed, device):
+def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, guidance, seed, device):
     """CLIP-T / CLIP-I / DINO-I of the miniworld preset on held-out identities at γ = 0 … 1 and for the base
     model without reference, with the independent evaluation encoders, plus real-vs-real / real-vs-other
     calibration. Writes evaluation.json and evaluation.md to --out."""
@@ -146,6 +147,6 @@ def evaluate(preset_dir, data_dir, out_dir, subjects, prompts, steps, guidance, 
     if not 1 <= prompts <= 12:
         raise FlexIPInputError(f"--prompts must be in [1, 12], got {prompts}")
     result = run_evaluation(Path(preset_dir) if preset_dir else miniworld_dir(), Path(data_dir), Path(out_dir), subjects, prompts,
-                            steps, guidance, seed, device)
+                            steps, guidance, seed, device, first=first)
     click.echo((Path(out_dir) / "evaluation.md").read_text())
     click.echo(f"{result['seconds']:.0f} s; {Path(out_dir) / 'evaluation.json'}")

@@ -1,6 +1,6 @@
 """Measuring the miniworld preset on held-out identities with the independent evaluation encoders.
 
-    flexip miniworld evaluate [--preset DIR] [--data runs/miniworld/data] [--subjects 20] [--prompts 8]
+    flexip miniworld evaluate [--preset DIR] [--data runs/miniworld/data] [--subjects 20] [--prompts 8] [--first 0]
 
 For each of the first N held-out identities (never in the training manifest): its 3 references
 (plain backdrop), P of its test prompts; generated images at γ ∈ {0, 0.25, 0.5, 0.75, 1} and by the
@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from flexip.errors import FlexIPInputError
 from flexip.evaluation import metrics as M
 from flexip.evaluation.intervals import step_intervals
 from flexip.miniworld.dataset import load_jsonl
@@ -35,13 +36,21 @@ GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 PROMPT_ORDER = (0, 1, 2, 3, 6, 7, 8, 9, 4, 5, 10, 11)
 
 
-def _ensure_heldout(data_dir: Path, subjects: int) -> None:
-    """Render the held-out files if the folder has none (a fresh checkout without the training data)."""
-    if (data_dir / "heldout.jsonl").exists():
-        return
-    from flexip.miniworld.dataset import WorldConfig, make_dataset
+#: The report's numbers come from the first 20 held-out identities; identities 20-39 are the validation
+#: range, for choosing between training runs without looking at the report's identities.
+VALIDATION_FIRST = 20
 
-    make_dataset(data_dir, WorldConfig(identities=400, heldout=max(40, subjects)), images=0, videos=0, multiview=0, progress=False)
+
+def _ensure_heldout(data_dir: Path, needed: int) -> None:
+    """Render the held-out files if the folder has none (a fresh checkout without the training data)."""
+    if not (data_dir / "heldout.jsonl").exists():
+        from flexip.miniworld.dataset import WorldConfig, make_dataset
+
+        make_dataset(data_dir, WorldConfig(identities=400, heldout=max(40, needed)), images=0, videos=0, multiview=0, progress=False)
+    available = len(load_jsonl(data_dir / "heldout.jsonl"))
+    if needed > available:
+        raise FlexIPInputError(f"{data_dir / 'heldout.jsonl'} has {available} held-out identities; this evaluation needs "
+                               f"{needed} (first + subjects). Use fewer subjects or render more with `flexip miniworld make-data --heldout`.")
 
 
 def calibration(data_dir: Path, clip, dino) -> dict:
@@ -95,15 +104,19 @@ def identification(data_dir: Path, heldout: list[dict], clip, dino) -> dict:
 
 
 def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20, prompts: int = 8, steps: int = 20,
-             guidance: float = 3.0, seed: int = 0, device: str = "cpu", log=print) -> dict:
+             guidance: float = 3.0, seed: int = 0, device: str = "cpu", log=print, first: int = 0) -> dict:
+    """Held-out identities `first` … `first + subjects - 1` (0-19: the report; VALIDATION_FIRST onwards:
+    validation) × `prompts` prompts; identity i's noise is seeded with `seed + i`."""
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
     from flexip.models.adapter import FlexIPAdapter
     from flexip.pipelines.pipeline_flexip import FlexIPPipeline
     from flexip.presets import load_components
 
     preset_dir, data_dir, out_dir = Path(preset_dir), Path(data_dir), Path(out_dir)
-    _ensure_heldout(data_dir, subjects)
-    rows = load_jsonl(data_dir / "heldout.jsonl")[:subjects]
+    if first < 0 or subjects < 1:
+        raise FlexIPInputError(f"need first >= 0 and subjects >= 1, got first={first}, subjects={subjects}")
+    _ensure_heldout(data_dir, first + subjects)
+    rows = load_jsonl(data_dir / "heldout.jsonl")[first:first + subjects]
     started = time.perf_counter()
     components = load_components(str(preset_dir / "base"), str(preset_dir / "image_encoder"), str(preset_dir / "dino"))
     pipe = FlexIPPipeline(**components, adapter=FlexIPAdapter.from_pretrained(str(preset_dir / "adapter")).eval()).to(device)
@@ -123,9 +136,9 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
         truths = [Image.open(data_dir / row["targets"][k]).convert("RGB") for k in chosen]
         embeds = pipe.encode_reference(references)
         swept = pipe(texts, reference_embeds=embeds, gamma=list(GAMMAS), num_inference_steps=steps, guidance_scale=guidance,
-                     generator=torch.Generator().manual_seed(seed + j)).images  # prompt-major: p0 γ0..γ4, p1 ...
+                     generator=torch.Generator().manual_seed(seed + first + j)).images  # prompt-major: p0 γ0..γ4, p1 ...
         base = pipe(texts, adapter_scale=0.0, num_inference_steps=steps, guidance_scale=guidance,
-                    generator=torch.Generator().manual_seed(seed + j)).images
+                    generator=torch.Generator().manual_seed(seed + first + j)).images
         by_condition = {"base": base, "real render": truths}
         for g_index, gamma in enumerate(GAMMAS):
             by_condition[f"gamma={gamma}"] = [swept[p * len(GAMMAS) + g_index] for p in range(len(texts))]
@@ -159,7 +172,7 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
         intervals = step_intervals(torch.tensor([scores[c][metric] for c in sweep]), subjects_of_cells)
         steps_table[metric] = [{"from": a, "to": b, **vars(i)} for a, b, i in zip(GAMMAS, GAMMAS[1:], intervals)]
     result = {
-        "preset": str(preset_dir), "subjects": len(rows), "prompts_per_subject": prompts, "images_per_condition": len(rows) * prompts,
+        "preset": str(preset_dir), "subjects": len(rows), "first_subject": first, "prompts_per_subject": prompts, "images_per_condition": len(rows) * prompts,
         "steps": steps, "guidance": guidance, "seed": seed, "gammas": list(GAMMAS), "scores": table, "calibration": calib,
         "targets": check_targets(table, calib), "gamma_steps": steps_table, "seconds": round(time.perf_counter() - started, 1),
     }
@@ -207,7 +220,8 @@ def plot_curves(result: dict, path: Path) -> Path:
         axis.set_xticks(gammas)
         axis.tick_params(labelsize=7)
     axes[0].legend(fontsize=6, loc="best")
-    figure.suptitle(f"{result['subjects']} held-out identities × {result['prompts_per_subject']} prompts; "
+    first = result.get("first_subject", 0)
+    figure.suptitle(f"held-out identities {first}–{first + result['subjects'] - 1} × {result['prompts_per_subject']} prompts; "
                     "solid step: 95 % interval excludes 0, dashed: it does not", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -233,7 +247,9 @@ def check_targets(table: dict, calib: dict) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Held-out identities: {result['subjects']} × {result['prompts_per_subject']} prompts "
+    first = result.get("first_subject", 0)
+    lines = [f"Held-out identities {first}–{first + result['subjects'] - 1}"
+             f"{' (validation range)' if first >= VALIDATION_FIRST else ''}: {result['subjects']} × {result['prompts_per_subject']} prompts "
              f"({result['images_per_condition']} images per row); {result['steps']} DDIM steps, guidance {result['guidance']}, "
              "scored with the evaluation encoders (eval/clip, eval/dino). *id.*: share of images whose own subject "
              f"scores highest among the {result['subjects']} subjects' references (chance {1 / result['subjects']:.3f}).", "",

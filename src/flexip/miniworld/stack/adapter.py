@@ -51,6 +51,13 @@ def read_losses(train_log: Path) -> list[list[float]]:
     return [[step, by_step[step]] for step in sorted(by_step)]
 
 
+def trained_seed(extra: tuple = ()) -> int:
+    """The `runtime.seed` the stage trains with: the config's, after the stage's own overrides."""
+    from flexip.training.config import load_config
+
+    return load_config(CONFIG, [item for item in extra if item.startswith("runtime.seed=")]).runtime.seed
+
+
 def train_adapter(work: Path, workdir: Path, budget: Budget, device: str, resume: bool, log=print, extra: tuple = ()) -> dict:
     from flexip.miniworld.stack.backgrounds import masked_manifest
     from flexip.miniworld.stack.ship import assemble_base
@@ -88,7 +95,7 @@ def train_adapter(work: Path, workdir: Path, budget: Budget, device: str, resume
         raise RuntimeError(f"`{printable}` failed (exit {process.returncode}); see {workdir / 'flexip_train.out'}")
     losses = [pair for pair in read_losses(workdir / "run" / "train.log") if reached is None or pair[0] <= reached]
     return {
-        "output": str(workdir / "run" / "adapter"), "command": printable, "seed": 50,
+        "output": str(workdir / "run" / "adapter"), "command": printable, "seed": trained_seed(extra),
         "steps": losses[-1][0] if losses else None, "final_loss": losses[-1][1] if losses else None, "losses": losses,
         "seconds": round(time.perf_counter() - started, 1),
     }
