@@ -28,11 +28,10 @@ GAMMAS = (0.0, 0.5, 1.0)
 
 @torch.no_grad()
 def measure(preset: Path, data: Path, subjects: int) -> tuple[list[str], dict[str, list[list[float]]]]:
-    from PIL import Image
-
     from flexip.evaluation import metrics as M
     from flexip.evaluation.backbones import load_clip_embedder
     from flexip.miniworld.dataset import load_jsonl
+    from flexip.miniworld.evaluate import render_conditions
     from flexip.models.adapter import FlexIPAdapter
     from flexip.pipelines.pipeline_flexip import FlexIPPipeline
     from flexip.presets import load_components
@@ -42,21 +41,14 @@ def measure(preset: Path, data: Path, subjects: int) -> tuple[list[str], dict[st
     pipe.set_progress_bar_config(disable=True)
     clip = load_clip_embedder(str(preset / "eval" / "clip"))
     rows = load_jsonl(data / "heldout.jsonl")[:subjects]
-    columns = ["base"] + [f"γ = {g}" for g in GAMMAS] + ["true render"]
-    scores = {c: [[] for _ in rows[0]["prompts"]] for c in columns}
+    columns = {"base": "base", **{f"gamma={g}": f"γ = {g}" for g in GAMMAS}, "real render": "true render"}
+    scores = {c: [[] for _ in rows[0]["prompts"]] for c in columns.values()}
     for j, row in enumerate(rows):
-        references = [Image.open(data / path).convert("RGB") for path in row["references"]]
-        texts = row["prompts"]
-        swept = pipe(texts, reference_embeds=pipe.encode_reference(references), gamma=list(GAMMAS), num_inference_steps=20,
-                     guidance_scale=3.0, generator=torch.Generator().manual_seed(j)).images  # prompt-major
-        images = {"base": pipe(texts, adapter_scale=0.0, num_inference_steps=20, guidance_scale=3.0,
-                               generator=torch.Generator().manual_seed(j)).images,
-                  "true render": [Image.open(data / path).convert("RGB") for path in row["targets"]]}
-        for g_index, gamma in enumerate(GAMMAS):
-            images[f"γ = {gamma}"] = [swept[p * len(GAMMAS) + g_index] for p in range(len(texts))]
+        # the same generation as `flexip miniworld evaluate` (identity j's noise: seed j), on all 12 prompts
+        _, texts, images = render_conditions(pipe, data, row, list(range(len(row["prompts"]))), GAMMAS, 20, 3.0, j)
         text_embeds = clip.embed_texts(texts)
-        for column, found in images.items():
-            for k, value in enumerate(M.clip_t(clip.embed_images(found), text_embeds).tolist()):
+        for condition, column in columns.items():
+            for k, value in enumerate(M.clip_t(clip.embed_images(images[condition]), text_embeds).tolist()):
                 scores[column][k].append(value)
         print(f"{j + 1}/{len(rows)} identities", flush=True)
     return rows[0]["prompts"], scores

@@ -103,6 +103,25 @@ def identification(data_dir: Path, heldout: list[dict], clip, dino) -> dict:
     return result
 
 
+@torch.no_grad()
+def render_conditions(pipe, data_dir: Path, row: dict, chosen: list[int], gammas, steps: int, guidance: float,
+                      seed: int) -> tuple[list, list[str], dict[str, list]]:
+    """One held-out identity (a heldout.jsonl row) on its test prompts `chosen`: its references, the
+    prompts, and the images of every condition — "base" (no reference), "gamma=g" for each of `gammas`,
+    "real render" (the renderer's own image of each prompt) — all generated from one noise (`seed`)."""
+    references = [Image.open(data_dir / path).convert("RGB") for path in row["references"]]
+    texts = [row["prompts"][k] for k in chosen]
+    gammas = list(gammas)
+    swept = pipe(texts, reference_embeds=pipe.encode_reference(references), gamma=gammas, num_inference_steps=steps,
+                 guidance_scale=guidance, generator=torch.Generator().manual_seed(seed)).images  # prompt-major: p0 γ0..γn, p1 ...
+    by_condition = {"base": pipe(texts, adapter_scale=0.0, num_inference_steps=steps, guidance_scale=guidance,
+                                 generator=torch.Generator().manual_seed(seed)).images}
+    for g_index, gamma in enumerate(gammas):
+        by_condition[f"gamma={gamma}"] = [swept[p * len(gammas) + g_index] for p in range(len(texts))]
+    by_condition["real render"] = [Image.open(data_dir / row["targets"][k]).convert("RGB") for k in chosen]
+    return references, texts, by_condition
+
+
 def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20, prompts: int = 8, steps: int = 20,
              guidance: float = 3.0, seed: int = 0, device: str = "cpu", log=print, first: int = 0) -> dict:
     """Held-out identities `first` … `first + subjects - 1` (0-19: the report; VALIDATION_FIRST onwards:
@@ -130,18 +149,9 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
     reference_sets = {"CLIP-I": [], "DINO-I": []}
     grid_rows, grid_labels = [], []
     for j, row in enumerate(rows):
-        references = [Image.open(data_dir / path).convert("RGB") for path in row["references"]]
         chosen = [PROMPT_ORDER[k] for k in range(prompts)]
-        texts = [row["prompts"][k] for k in chosen]
-        truths = [Image.open(data_dir / row["targets"][k]).convert("RGB") for k in chosen]
-        embeds = pipe.encode_reference(references)
-        swept = pipe(texts, reference_embeds=embeds, gamma=list(GAMMAS), num_inference_steps=steps, guidance_scale=guidance,
-                     generator=torch.Generator().manual_seed(seed + first + j)).images  # prompt-major: p0 γ0..γ4, p1 ...
-        base = pipe(texts, adapter_scale=0.0, num_inference_steps=steps, guidance_scale=guidance,
-                    generator=torch.Generator().manual_seed(seed + first + j)).images
-        by_condition = {"base": base, "real render": truths}
-        for g_index, gamma in enumerate(GAMMAS):
-            by_condition[f"gamma={gamma}"] = [swept[p * len(GAMMAS) + g_index] for p in range(len(texts))]
+        references, texts, by_condition = render_conditions(pipe, data_dir, row, chosen, GAMMAS, steps, guidance, seed + first + j)
+        truths = by_condition["real render"]
         ref_clip, ref_dino = clip.embed_images(references), dino.embed_images(references)
         reference_sets["CLIP-I"].append(ref_clip)
         reference_sets["DINO-I"].append(ref_dino)
