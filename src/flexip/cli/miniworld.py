@@ -150,3 +150,17 @@ def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, gui
                             steps, guidance, seed, device, first=first)
     click.echo((Path(out_dir) / "evaluation.md").read_text())
     click.echo(f"{result['seconds']:.0f} s; {Path(out_dir) / 'evaluation.json'}")
+
+
+@miniworld_group.command("compare")
+@click.argument("evaluations", nargs=-1, required=True)
+@click.option("--label", "labels", multiple=True, help="A name per evaluation, in order [default: the folder names].")
+def compare(evaluations, labels):
+    """Several `flexip miniworld evaluate` results side by side (each EVALUATION is an --out folder or its
+    evaluation.json): γ curves, the first CLIP-T step with its interval, targets met."""
+    from flexip.miniworld.compare import comparison_table, load_result
+
+    if labels and len(labels) != len(evaluations):
+        raise FlexIPInputError(f"got {len(labels)} --label for {len(evaluations)} evaluations; give one per evaluation or none")
+    names = labels or [Path(e).parent.name + "/" + Path(e).name if Path(e).is_dir() else str(e) for e in evaluations]
+    click.echo(comparison_table({name: load_result(e) for name, e in zip(names, evaluations)}))

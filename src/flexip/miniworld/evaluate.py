@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from flexip.atomic import write_text
 from flexip.errors import FlexIPInputError
 from flexip.evaluation import metrics as M
 from flexip.evaluation.intervals import step_intervals
@@ -187,8 +188,8 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
         "targets": check_targets(table, calib), "gamma_steps": steps_table, "seconds": round(time.perf_counter() - started, 1),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out_dir / "evaluation.md").write_text(markdown(result))
+    write_text(out_dir / "evaluation.json", json.dumps(result, indent=2) + "\n")  # atomic: a killed run leaves the old files whole
+    write_text(out_dir / "evaluation.md", markdown(result))
     plot_curves(result, out_dir / "evaluation_curves.png")
     if grid_rows:
         from flexip.visualization import make_grid
