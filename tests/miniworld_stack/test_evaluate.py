@@ -59,6 +59,12 @@ def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
     report = (tmp_path / "out" / "evaluation.md").read_text()
     assert "Identification" in report and report.startswith("Held-out identities 1–2: 2 × 2 prompts")
     assert markdown({**result, "first_subject": VALIDATION_FIRST}).startswith(f"Held-out identities {VALIDATION_FIRST}–{VALIDATION_FIRST + 1} (validation range)")
+    # at adapter scale 0 every γ is the base model itself: the same scores (up to batch-size rounding)
+    off = evaluate(MINIWORLD_DIR, tmp_path / "data", tmp_path / "off", subjects=1, prompts=2, steps=2, log=lambda message: None, scale=0.0)
+    assert off["adapter_scale"] == 0.0
+    assert all(math.isclose(off["scores"][f"gamma={g}"][m], off["scores"]["base"][m], abs_tol=1e-4) for g in GAMMAS for m in off["scores"]["base"])
+    assert "at adapter scale 0 " in (tmp_path / "off" / "evaluation.md").read_text()
+    assert result["scores"]["gamma=1.0"]["DINO-I"] != result["scores"]["base"]["DINO-I"]  # and at scale 1 they differ
     # asking for identities the data does not have is a clear error, before any model is loaded
     with pytest.raises(FlexIPInputError, match="has 40 held-out identities; this evaluation needs 41"):
         evaluate(MINIWORLD_DIR, tmp_path / "data", tmp_path / "out", subjects=2, first=39)

@@ -135,9 +135,10 @@ def build(workdir, stages, resume, extend, device, budget_scale, preset_dir, ima
 @click.option("--prompts", default=8, show_default=True, help="Test prompts per identity (≤ 12).")
 @click.option("--steps", default=20, show_default=True, help="Denoising steps.")
 @click.option("--guidance", default=3.0, show_default=True, help="Classifier-free guidance scale.")
+@click.option("--scale", default=1.0, show_default=True, help="Adapter scale of the γ sweep (the report uses 1; other values map the (γ, scale) control surface).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, guidance, seed, device):
+def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, guidance, scale, seed, device):
     """CLIP-T / CLIP-I / DINO-I of the miniworld preset on held-out identities at γ = 0 … 1 and for the base
     model without reference, with the independent evaluation encoders, plus real-vs-real / real-vs-other
     calibration. Writes evaluation.json and evaluation.md to --out."""
@@ -146,8 +147,10 @@ def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, gui
 
     if not 1 <= prompts <= 12:
         raise FlexIPInputError(f"--prompts must be in [1, 12], got {prompts}")
+    if not 0.0 <= scale <= 4.0:
+        raise FlexIPInputError(f"--scale must be in [0, 4], got {scale}")
     result = run_evaluation(Path(preset_dir) if preset_dir else miniworld_dir(), Path(data_dir), Path(out_dir), subjects, prompts,
-                            steps, guidance, seed, device, first=first)
+                            steps, guidance, seed, device, first=first, scale=scale)
     click.echo((Path(out_dir) / "evaluation.md").read_text())
     click.echo(f"{result['seconds']:.0f} s; {Path(out_dir) / 'evaluation.json'}")
 

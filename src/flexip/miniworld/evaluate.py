@@ -106,15 +106,16 @@ def identification(data_dir: Path, heldout: list[dict], clip, dino) -> dict:
 
 @torch.no_grad()
 def render_conditions(pipe, data_dir: Path, row: dict, chosen: list[int], gammas, steps: int, guidance: float,
-                      seed: int) -> tuple[list, list[str], dict[str, list]]:
+                      seed: int, scale: float = 1.0) -> tuple[list, list[str], dict[str, list]]:
     """One held-out identity (a heldout.jsonl row) on its test prompts `chosen`: its references, the
     prompts, and the images of every condition — "base" (no reference), "gamma=g" for each of `gammas`,
-    "real render" (the renderer's own image of each prompt) — all generated from one noise (`seed`)."""
+    "real render" (the renderer's own image of each prompt) — all generated from one noise (`seed`);
+    the γ sweep at adapter scale `scale`."""
     references = [Image.open(data_dir / path).convert("RGB") for path in row["references"]]
     texts = [row["prompts"][k] for k in chosen]
     gammas = list(gammas)
-    swept = pipe(texts, reference_embeds=pipe.encode_reference(references), gamma=gammas, num_inference_steps=steps,
-                 guidance_scale=guidance, generator=torch.Generator().manual_seed(seed)).images  # prompt-major: p0 γ0..γn, p1 ...
+    swept = pipe(texts, reference_embeds=pipe.encode_reference(references), gamma=gammas, adapter_scale=scale,
+                 num_inference_steps=steps, guidance_scale=guidance, generator=torch.Generator().manual_seed(seed)).images  # prompt-major: p0 γ0..γn, p1 ...
     by_condition = {"base": pipe(texts, adapter_scale=0.0, num_inference_steps=steps, guidance_scale=guidance,
                                  generator=torch.Generator().manual_seed(seed)).images}
     for g_index, gamma in enumerate(gammas):
@@ -124,9 +125,10 @@ def render_conditions(pipe, data_dir: Path, row: dict, chosen: list[int], gammas
 
 
 def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20, prompts: int = 8, steps: int = 20,
-             guidance: float = 3.0, seed: int = 0, device: str = "cpu", log=print, first: int = 0) -> dict:
+             guidance: float = 3.0, seed: int = 0, device: str = "cpu", log=print, first: int = 0, scale: float = 1.0) -> dict:
     """Held-out identities `first` … `first + subjects - 1` (0-19: the report; VALIDATION_FIRST onwards:
-    validation) × `prompts` prompts; identity i's noise is seeded with `seed + i`."""
+    validation) × `prompts` prompts; identity i's noise is seeded with `seed + i`. `scale` is the adapter
+    scale of the γ sweep (1, the pipeline's default, for the report; other values map the control surface)."""
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
     from flexip.models.adapter import FlexIPAdapter
     from flexip.pipelines.pipeline_flexip import FlexIPPipeline
@@ -151,7 +153,7 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
     grid_rows, grid_labels = [], []
     for j, row in enumerate(rows):
         chosen = [PROMPT_ORDER[k] for k in range(prompts)]
-        references, texts, by_condition = render_conditions(pipe, data_dir, row, chosen, GAMMAS, steps, guidance, seed + first + j)
+        references, texts, by_condition = render_conditions(pipe, data_dir, row, chosen, GAMMAS, steps, guidance, seed + first + j, scale)
         truths = by_condition["real render"]
         ref_clip, ref_dino = clip.embed_images(references), dino.embed_images(references)
         reference_sets["CLIP-I"].append(ref_clip)
@@ -183,7 +185,7 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
         intervals = step_intervals(torch.tensor([scores[c][metric] for c in sweep]), subjects_of_cells)
         steps_table[metric] = [{"from": a, "to": b, **vars(i)} for a, b, i in zip(GAMMAS, GAMMAS[1:], intervals)]
     result = {
-        "preset": str(preset_dir), "subjects": len(rows), "first_subject": first, "prompts_per_subject": prompts, "images_per_condition": len(rows) * prompts,
+        "preset": str(preset_dir), "subjects": len(rows), "first_subject": first, "adapter_scale": scale, "prompts_per_subject": prompts, "images_per_condition": len(rows) * prompts,
         "steps": steps, "guidance": guidance, "seed": seed, "gammas": list(GAMMAS), "scores": table, "calibration": calib,
         "targets": check_targets(table, calib), "gamma_steps": steps_table, "seconds": round(time.perf_counter() - started, 1),
     }
@@ -258,9 +260,11 @@ def check_targets(table: dict, calib: dict) -> dict:
 
 
 def markdown(result: dict) -> str:
-    first = result.get("first_subject", 0)
+    first, scale = result.get("first_subject", 0), result.get("adapter_scale", 1.0)
+    scale_note = "" if scale == 1.0 else f"at adapter scale {scale:g} "
     lines = [f"Held-out identities {first}–{first + result['subjects'] - 1}"
              f"{' (validation range)' if first >= VALIDATION_FIRST else ''}: {result['subjects']} × {result['prompts_per_subject']} prompts "
+             + scale_note +
              f"({result['images_per_condition']} images per row); {result['steps']} DDIM steps, guidance {result['guidance']}, "
              "scored with the evaluation encoders (eval/clip, eval/dino). *id.*: share of images whose own subject "
              f"scores highest among the {result['subjects']} subjects' references (chance {1 / result['subjects']:.3f}).", "",
