@@ -53,6 +53,7 @@ def test_overrides_and_yaml_round_trip(tmp_path):
     ("data: {manifest: m.jsonl}\n", ["data.augment.flip_p=2"], "flip_p"),
     ("data: {manifest: m.jsonl}\n", ["data.variant_masks=1.2"], "data.variant_masks is a probability"),
     ("data: {manifest: m.jsonl}\n", ["model.personalization_init=half"], "'copy' or 'zero'"),
+    ("data: {manifest: m.jsonl}\n", ["optim.personalization_lr_scale=-1"], "optim.personalization_lr_scale must be in"),
     ("data: {manifest: m.jsonl}\n", ["model.init_adapter=a", "model.personalization_init=zero"], "only applies to a fresh adapter"),
     ("optim: {lr: 1}\n", [], "data.manifest is required"),
     ("- a\n- b\n", [], "expected a mapping"),

@@ -174,3 +174,21 @@ def test_personalization_init_zero_starts_the_branch_silent_and_training_moves_i
     assert all(not v.any() for v in values(silent))
     silent.train()
     assert any(v.abs().sum() > 0 for v in values(silent))  # gradients reach V'_pers from zero
+
+
+def test_personalization_lr_scale_zero_freezes_only_the_personalization_branch(tmp_path, write_dataset, make_config, reset_accelerate):
+    from flexip.training.runtime import is_personalization_parameter, parameter_groups
+
+    manifest = write_dataset(tmp_path / "data", images=2, videos=2)
+    trainer = Trainer(make_config(manifest, tmp_path / "frozen", optim={"personalization_lr_scale": 0.0}))
+    names = [n for n, _ in trainer.adapter.named_parameters()]
+    pers = [n for n in names if is_personalization_parameter(n)]
+    assert any(n.startswith("personalization.") for n in pers) and any(n.endswith("to_v_pers.weight") for n in pers)
+    assert not any(n.startswith("preservation.") or n.endswith("to_v_pres.weight") for n in pers)
+    assert [g["lr_scale"] for g in trainer.optimizer.param_groups] == [1.0, 0.0]
+    assert len(parameter_groups(trainer.adapter)) == 1  # the default: one group, as before the option existed
+    before = {n: p.detach().clone() for n, p in trainer.adapter.named_parameters()}
+    trainer.train()
+    after = dict(trainer.adapter.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in pers)  # lr × 0: not even weight decay moves them
+    assert any(not torch.equal(before[n], after[n]) for n in names if n not in pers)

@@ -168,6 +168,7 @@ class OptimConfig:
     max_steps: int = 1000  # optimizer steps
     grad_clip: float | None = 1.0  # max gradient norm; None: no clipping
     subject_loss_weight: float = 0.0  # loss weight 1 + w on the target's subject (masked samples), 1 elsewhere
+    personalization_lr_scale: float = 1.0  # the personalization branch (its adapter and K'/V'_pers) learns at lr × this
 
     def __post_init__(self):
         _check(self.lr > 0 and math.isfinite(self.lr), f"optim.lr must be > 0, got {self.lr}")
@@ -180,6 +181,7 @@ class OptimConfig:
         _check(self.max_steps >= 1, f"optim.max_steps must be ≥ 1, got {self.max_steps}")
         _check(self.grad_clip is None or self.grad_clip > 0, f"optim.grad_clip must be > 0 or null, got {self.grad_clip}")
         _check(self.subject_loss_weight >= 0, f"optim.subject_loss_weight must be ≥ 0, got {self.subject_loss_weight}")
+        _check(0 <= self.personalization_lr_scale <= 10, f"optim.personalization_lr_scale must be in [0, 10], got {self.personalization_lr_scale}")
 
 
 @dataclass

@@ -25,6 +25,21 @@ def learning_rate(step: int, optim: OptimConfig) -> float:
     return optim.lr
 
 
+def is_personalization_parameter(name: str) -> bool:
+    """The personalization branch's own parameters: its adapter and every layer's K'/V'_pers."""
+    return name.startswith("personalization.") or name.endswith(("to_k_pers.weight", "to_v_pers.weight"))
+
+
+def parameter_groups(adapter: torch.nn.Module, personalization_lr_scale: float = 1.0) -> list[dict]:
+    """The optimizer's parameter groups: one, or with a personalization scale other than 1 two, the
+    second's `lr_scale` multiplying the scheduled learning rate (`Trainer.training_step`)."""
+    named = list(adapter.named_parameters())
+    if personalization_lr_scale == 1.0:
+        return [{"params": [p for _, p in named]}]
+    return [{"params": [p for n, p in named if not is_personalization_parameter(n)], "lr_scale": 1.0},
+            {"params": [p for n, p in named if is_personalization_parameter(n)], "lr_scale": personalization_lr_scale}]
+
+
 def make_accelerator(config: TrainConfig):
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration

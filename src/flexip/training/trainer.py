@@ -38,7 +38,7 @@ from flexip.training.features import FeatureEncoder, Features
 from flexip.training.gate_sampling import apply_dropout, sample_dropout, sample_gammas
 from flexip.training.model import FlexIPTrainingModel
 from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target, sample_timesteps
-from flexip.training.runtime import flat_hparams, learning_rate, log_file, make_accelerator
+from flexip.training.runtime import flat_hparams, learning_rate, log_file, make_accelerator, parameter_groups
 from flexip.training.tracking import RunningStats, format_skips, reduce_skips, step_generator
 
 logger = logging.getLogger("flexip.training")
@@ -78,7 +78,8 @@ class Trainer:
         # 3. batches: encoded on the fly, or read from the feature cache
         self.stream = self._batch_stream(adapter.config.dino_layer)
         # 4. the trainable model and its optimizer (only the adapter's parameters)
-        optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
+        optimizer = torch.optim.AdamW(parameter_groups(adapter, cfg.optim.personalization_lr_scale), lr=cfg.optim.lr,
+                                      betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
         self.model, self.optimizer = accelerator.prepare(FlexIPTrainingModel(self.components["unet"], adapter), optimizer)
         self.adapter = accelerator.unwrap_model(self.model).adapter
         self.ema = AdapterEMA(self.adapter, cfg.runtime.ema_decay) if cfg.runtime.ema_decay else None
@@ -155,7 +156,7 @@ class Trainer:
     def training_step(self) -> float:
         cfg, accelerator = self.config, self.accelerator
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.step, cfg.optim)
+            group["lr"] = learning_rate(self.step, cfg.optim) * group.get("lr_scale", 1.0)
         losses = []
         for micro in range(cfg.optim.grad_accum):
             batch = next(self.stream)
