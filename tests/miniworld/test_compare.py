@@ -49,6 +49,11 @@ def test_bad_paths_are_clear_errors(tmp_path):
     (tmp_path / "other.json").write_text("{}")
     with pytest.raises(FlexIPInputError, match="not a `flexip miniworld evaluate` result"):
         load_result(tmp_path / "other.json")
+    old = json.loads(json.dumps(GOOD))
+    del old["targets"]["CLIP-T falls with gamma (monotone)"], old["scores"]["gamma=1.0"]["DINO-I identification"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(FlexIPInputError, match="lacks CLIP-T falls with gamma .monotone., gamma=1.0"):
+        load_result(tmp_path / "old.json")
 
 
 def test_cli_reads_folders_and_labels(tmp_path):
@@ -61,3 +66,7 @@ def test_cli_reads_folders_and_labels(tmp_path):
     assert "| s1 | 20–39 |" in out.output and "| s2 | 0–19 |" in out.output
     out = runner.invoke(miniworld_group, ["compare", str(tmp_path / "a"), "--label", "x", "--label", "y"])
     assert isinstance(out.exception, FlexIPInputError)
+    out = runner.invoke(miniworld_group, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--label", "x", "--label", "x"])
+    assert isinstance(out.exception, FlexIPInputError) and "labels must differ" in str(out.exception)
+    out = runner.invoke(miniworld_group, ["compare", str(tmp_path / "a"), str(tmp_path / "b" / "evaluation.json")])
+    assert out.exit_code == 0 and f"| {tmp_path.name}/a |" in out.output and f"| {tmp_path.name}/b |" in out.output

@@ -68,6 +68,8 @@ def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
     # asking for identities the data does not have is a clear error, before any model is loaded
     with pytest.raises(FlexIPInputError, match="has 40 held-out identities; this evaluation needs 41"):
         evaluate(MINIWORLD_DIR, tmp_path / "data", tmp_path / "out", subjects=2, first=39)
+    with pytest.raises(FlexIPInputError, match="adapter scale must be in"):
+        evaluate(MINIWORLD_DIR, tmp_path / "data", tmp_path / "out", subjects=2, scale=-1.0)
     # every adjacent γ step of every metric, with the step's mean change inside its interval
     for metric, steps in result["gamma_steps"].items():
         assert [(s["from"], s["to"]) for s in steps] == list(zip(GAMMAS, GAMMAS[1:]))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from flexip.errors import FlexIPInputError
+from flexip.errors import CheckpointError, FlexIPInputError
 from flexip.training import checkpointing as ckpt
 from flexip.training.trainer import Trainer
 
@@ -192,3 +192,16 @@ def test_personalization_lr_scale_zero_freezes_only_the_personalization_branch(t
     after = dict(trainer.adapter.named_parameters())
     assert all(torch.equal(before[n], after[n]) for n in pers)  # lr × 0: not even weight decay moves them
     assert any(not torch.equal(before[n], after[n]) for n in names if n not in pers)
+    assert len(trainer.optimizer.param_groups[1]["params"]) == len(pers)
+
+
+def test_resume_takes_the_configs_personalization_lr_scale(tmp_path, write_dataset, make_config, reset_accelerate):
+    manifest = write_dataset(tmp_path / "data", images=2, videos=2)
+    run = tmp_path / "run"
+    Trainer(make_config(manifest, run, optim={"personalization_lr_scale": 0.5, "max_steps": 2})).train()
+    reset_accelerate()
+    resumed = Trainer(make_config(manifest, run, optim={"personalization_lr_scale": 0.25, "max_steps": 3}), resume="latest")
+    assert resumed.step == 2 and [g["lr_scale"] for g in resumed.optimizer.param_groups] == [1.0, 0.25]
+    reset_accelerate()
+    with pytest.raises(CheckpointError, match="not to or from 1"):
+        Trainer(make_config(manifest, run, optim={"max_steps": 3}), resume="latest")

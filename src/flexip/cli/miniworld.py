@@ -147,8 +147,6 @@ def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, gui
 
     if not 1 <= prompts <= 12:
         raise FlexIPInputError(f"--prompts must be in [1, 12], got {prompts}")
-    if not 0.0 <= scale <= 4.0:
-        raise FlexIPInputError(f"--scale must be in [0, 4], got {scale}")
     result = run_evaluation(Path(preset_dir) if preset_dir else miniworld_dir(), Path(data_dir), Path(out_dir), subjects, prompts,
                             steps, guidance, seed, device, first=first, scale=scale)
     click.echo((Path(out_dir) / "evaluation.md").read_text())
@@ -165,5 +163,8 @@ def compare(evaluations, labels):
 
     if labels and len(labels) != len(evaluations):
         raise FlexIPInputError(f"got {len(labels)} --label for {len(evaluations)} evaluations; give one per evaluation or none")
-    names = labels or [Path(e).parent.name + "/" + Path(e).name if Path(e).is_dir() else str(e) for e in evaluations]
+    folders = [Path(e) if Path(e).is_dir() else Path(e).parent for e in evaluations]
+    names = list(labels) or [f"{folder.parent.name}/{folder.name}" for folder in folders]
+    if len(set(names)) != len(names):
+        raise FlexIPInputError(f"labels must differ (got {', '.join(names)}); give --label once per evaluation")
     click.echo(comparison_table({name: load_result(e) for name, e in zip(names, evaluations)}))

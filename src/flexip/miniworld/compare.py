@@ -33,8 +33,12 @@ def load_result(path: str | Path) -> dict:
                                "(or its evaluation.json)") from None
     except json.JSONDecodeError as error:
         raise FlexIPInputError(f"{file} is not valid JSON ({error})") from None
-    if not {"scores", "targets", "gammas"} <= set(result):
-        raise FlexIPInputError(f"{file} is not a `flexip miniworld evaluate` result (no scores / targets / gammas)")
+    if not {"scores", "targets", "gammas", "subjects"} <= set(result):
+        raise FlexIPInputError(f"{file} is not a `flexip miniworld evaluate` result (no scores / targets / gammas / subjects)")
+    missing = [key for key, _, _ in TARGETS if key not in result["targets"]]
+    missing += [f"gamma={g}" for g in result["gammas"] if "DINO-I identification" not in result["scores"].get(f"gamma={g}", {})]
+    if missing:
+        raise FlexIPInputError(f"{file} lacks {', '.join(missing)} (written by an older `flexip miniworld evaluate`? run it again)")
     return result
 
 

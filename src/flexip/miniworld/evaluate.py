@@ -1,8 +1,8 @@
 """Measuring the miniworld preset on held-out identities with the independent evaluation encoders.
 
-    flexip miniworld evaluate [--preset DIR] [--data runs/miniworld/data] [--subjects 20] [--prompts 8] [--first 0]
+    flexip miniworld evaluate [--preset DIR] [--data runs/miniworld/data] [--subjects 20] [--prompts 8] [--first 0] [--scale 1]
 
-For each of the first N held-out identities (never in the training manifest): its 3 references
+For each of N held-out identities from `--first` on (never in the training manifest): its 3 references
 (plain backdrop), P of its test prompts; generated images at γ ∈ {0, 0.25, 0.5, 0.75, 1} and by the
 base model alone (adapter_scale = 0), one noise per (subject, prompt) shared by all six. Scores with
 the preset's eval/clip and eval/dino (trained separately from the encoders the adapter reads):
@@ -137,6 +137,8 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
     preset_dir, data_dir, out_dir = Path(preset_dir), Path(data_dir), Path(out_dir)
     if first < 0 or subjects < 1:
         raise FlexIPInputError(f"need first >= 0 and subjects >= 1, got first={first}, subjects={subjects}")
+    if not 0.0 <= scale <= 4.0:
+        raise FlexIPInputError(f"the adapter scale must be in [0, 4], got {scale}")
     _ensure_heldout(data_dir, first + subjects)
     rows = load_jsonl(data_dir / "heldout.jsonl")[first:first + subjects]
     started = time.perf_counter()
@@ -289,9 +291,9 @@ def markdown(result: dict) -> str:
                   "2000 bootstrap resamples of the subjects (`flexip.evaluation.intervals`); an interval that "
                   "holds 0 is a step the measurement cannot tell from no change.", "",
                   "| step | " + " | ".join(result["gamma_steps"]) + " |", "|---|" + "---|" * len(result["gamma_steps"])]
-        for k, first in enumerate(next(iter(result["gamma_steps"].values()))):
+        for k, step in enumerate(next(iter(result["gamma_steps"].values()))):
             cells = [f"{s[k]['mean']:+.4f} [{s[k]['low']:+.4f}, {s[k]['high']:+.4f}]" for s in result["gamma_steps"].values()]
-            lines.append(f"| γ {first['from']} → {first['to']} | " + " | ".join(cells) + " |")
+            lines.append(f"| γ {step['from']} → {step['to']} | " + " | ".join(cells) + " |")
     lines += ["", "| target | measured |", "|---|---|"]
     for name, value in result["targets"].items():
         lines.append(f"| {name} | {value if isinstance(value, bool) else f'{value:.3f}'} |")

@@ -27,7 +27,7 @@ def learning_rate(step: int, optim: OptimConfig) -> float:
 
 def is_personalization_parameter(name: str) -> bool:
     """The personalization branch's own parameters: its adapter and every layer's K'/V'_pers."""
-    return name.startswith("personalization.") or name.endswith(("to_k_pers.weight", "to_v_pers.weight"))
+    return name.startswith("personalization.") or name.endswith((".to_k_pers.weight", ".to_v_pers.weight"))
 
 
 def parameter_groups(adapter: torch.nn.Module, personalization_lr_scale: float = 1.0) -> list[dict]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from flexip.data.datasets import ModalityMixSampler, collate_samples
-from flexip.errors import FlexIPInputError
+from flexip.errors import CheckpointError, FlexIPInputError
 from flexip.models.adapter import WEIGHTS_NAME
 from flexip.training import checkpointing as ckpt
 from flexip.training.batches import BatchStream, epoch_draws
@@ -326,7 +326,14 @@ class Trainer:
         state = ckpt.load_trainer_state(checkpoint)
         raw = state_dir / "adapter.safetensors" if state["ema"] else checkpoint / "adapter" / WEIGHTS_NAME
         self.adapter.load_adapter_state_dict(load_file(str(raw)))
-        self.optimizer.load_state_dict(ckpt.load_state_tree(state_dir, "optimizer"))
+        optimizer_state = ckpt.load_state_tree(state_dir, "optimizer")
+        if len(optimizer_state["param_groups"]) != len(self.optimizer.param_groups):
+            raise CheckpointError(
+                f"{checkpoint} was trained with {len(optimizer_state['param_groups'])} optimizer group(s), this config makes "
+                f"{len(self.optimizer.param_groups)}: optim.personalization_lr_scale can change between sittings, but not to or from 1")
+        self.optimizer.load_state_dict(optimizer_state)
+        for group, fresh in zip(self.optimizer.param_groups, parameter_groups(self.adapter, self.config.optim.personalization_lr_scale)):
+            group["lr_scale"] = fresh.get("lr_scale", 1.0)  # the config's scale, not the checkpoint's (like optim.lr)
         if self.ema is not None and state["ema"]:
             self.ema.load_state_dict(ckpt.load_state_tree(state_dir, "ema"))
         elif self.ema is not None:

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from flexip.miniworld.stack.common import Budget
 
 CONFIG = Path(__file__).resolve().parents[4] / "configs" / "miniworld_adapter.yaml"
@@ -51,10 +53,14 @@ def read_losses(train_log: Path) -> list[list[float]]:
     return [[step, by_step[step]] for step in sorted(by_step)]
 
 
-def trained_seed(extra: tuple = ()) -> int:
-    """The `runtime.seed` the stage trains with: the config's, after the stage's own overrides."""
+def trained_seed(run_dir: Path, extra: tuple = ()) -> int:
+    """The `runtime.seed` the stage trained with: from the config `flexip train` saved in its run folder
+    (the yaml may have been edited since), else the config's after the stage's own overrides."""
     from flexip.training.config import load_config
 
+    saved = Path(run_dir) / "config.yaml"
+    if saved.is_file():
+        return int(yaml.safe_load(saved.read_text())["runtime"]["seed"])
     return load_config(CONFIG, [item for item in extra if item.startswith("runtime.seed=")]).runtime.seed
 
 
@@ -95,7 +101,7 @@ def train_adapter(work: Path, workdir: Path, budget: Budget, device: str, resume
         raise RuntimeError(f"`{printable}` failed (exit {process.returncode}); see {workdir / 'flexip_train.out'}")
     losses = [pair for pair in read_losses(workdir / "run" / "train.log") if reached is None or pair[0] <= reached]
     return {
-        "output": str(workdir / "run" / "adapter"), "command": printable, "seed": trained_seed(extra),
+        "output": str(workdir / "run" / "adapter"), "command": printable, "seed": trained_seed(workdir / "run", extra),
         "steps": losses[-1][0] if losses else None, "final_loss": losses[-1][1] if losses else None, "losses": losses,
         "seconds": round(time.perf_counter() - started, 1),
     }
