@@ -32,10 +32,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
-    from flexip.miniworld.evaluate import _ensure_heldout, calibration
+    from flexip.miniworld.evaluate import _heldout_rows, calibration
     from flexip.presets import miniworld_dir
 
-    _ensure_heldout(args.data, 40)
+    _heldout_rows(args.data, 0, 40)  # renders the held-out files if missing
     clip = load_clip_embedder(args.clip or str(miniworld_dir() / "eval" / "clip"))
     identities = sum(1 for line in (args.data / "heldout.jsonl").read_text().splitlines() if line.strip())
     lines = ["## Identity across scenes, per DINO encoder (`benchmarks/encoder_identity.py`)", "",

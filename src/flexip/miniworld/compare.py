@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from flexip.errors import FlexIPInputError
+from flexip.miniworld.evaluate import identity_range
 
 #: The short names of `check_targets`' five entries, in its order; the last two are ratios with a bar.
 TARGETS = (("DINO-I rises with gamma (monotone)", "DINO-I ↑", None),
@@ -60,11 +61,10 @@ def comparison_table(results: dict[str, dict]) -> str:
         curve = {m: [result["scores"][f"gamma={g}"][m] for g in result["gammas"]] for m in ("CLIP-T", "DINO-I")}
         step = result.get("gamma_steps", {}).get("CLIP-T", [None])[0]
         step_text = f"{step['mean']:+.4f} [{step['low']:+.4f}, {step['high']:+.4f}]" if step else "—"
-        first = result.get("first_subject", 0)
         met = targets_met(result)
         missed = [name for _, name, _ in TARGETS if name not in met]
         identified = result["scores"][f"gamma={result['gammas'][-1]}"]["DINO-I identification"]
-        lines.append(f"| {label} | {first}–{first + result['subjects'] - 1} | " + " ".join(f"{v:.4f}" for v in curve["CLIP-T"])
+        lines.append(f"| {label} | {identity_range(result)} | " + " ".join(f"{v:.4f}" for v in curve["CLIP-T"])
                      + f" | {step_text} | " + " ".join(f"{v:.3f}" for v in curve["DINO-I"])
                      + f" | {identified:.3f}"
                      + f" | {len(met)}/{len(TARGETS)} | {', '.join(missed) or '—'} |")

@@ -42,16 +42,25 @@ PROMPT_ORDER = (0, 1, 2, 3, 6, 7, 8, 9, 4, 5, 10, 11)
 VALIDATION_FIRST = 20
 
 
-def _ensure_heldout(data_dir: Path, needed: int) -> None:
-    """Render the held-out files if the folder has none (a fresh checkout without the training data)."""
+def _heldout_rows(data_dir: Path, first: int, subjects: int) -> list[dict]:
+    """heldout.jsonl rows `first` … `first + subjects - 1`; the held-out files are rendered first if the
+    folder has none (a fresh checkout without the training data)."""
+    needed = first + subjects
     if not (data_dir / "heldout.jsonl").exists():
         from flexip.miniworld.dataset import WorldConfig, make_dataset
 
         make_dataset(data_dir, WorldConfig(identities=400, heldout=max(40, needed)), images=0, videos=0, multiview=0, progress=False)
-    available = len(load_jsonl(data_dir / "heldout.jsonl"))
-    if needed > available:
-        raise FlexIPInputError(f"{data_dir / 'heldout.jsonl'} has {available} held-out identities; this evaluation needs "
+    rows = load_jsonl(data_dir / "heldout.jsonl")
+    if needed > len(rows):
+        raise FlexIPInputError(f"{data_dir / 'heldout.jsonl'} has {len(rows)} held-out identities; this evaluation needs "
                                f"{needed} (first + subjects). Use fewer subjects or render more with `flexip miniworld make-data --heldout`.")
+    return rows[first:needed]
+
+
+def identity_range(result: dict) -> str:
+    """The held-out identities an evaluation result covers, e.g. "20–39"."""
+    first = result.get("first_subject", 0)
+    return f"{first}–{first + result['subjects'] - 1}"
 
 
 def calibration(data_dir: Path, clip, dino) -> dict:
@@ -139,8 +148,7 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
         raise FlexIPInputError(f"need first >= 0 and subjects >= 1, got first={first}, subjects={subjects}")
     if not 0.0 <= scale <= 4.0:
         raise FlexIPInputError(f"the adapter scale must be in [0, 4], got {scale}")
-    _ensure_heldout(data_dir, first + subjects)
-    rows = load_jsonl(data_dir / "heldout.jsonl")[first:first + subjects]
+    rows = _heldout_rows(data_dir, first, subjects)
     started = time.perf_counter()
     components = load_components(str(preset_dir / "base"), str(preset_dir / "image_encoder"), str(preset_dir / "dino"))
     pipe = FlexIPPipeline(**components, adapter=FlexIPAdapter.from_pretrained(str(preset_dir / "adapter")).eval()).to(device)
@@ -235,8 +243,7 @@ def plot_curves(result: dict, path: Path) -> Path:
         axis.set_xticks(gammas)
         axis.tick_params(labelsize=7)
     axes[0].legend(fontsize=6, loc="best")
-    first = result.get("first_subject", 0)
-    figure.suptitle(f"held-out identities {first}–{first + result['subjects'] - 1} × {result['prompts_per_subject']} prompts; "
+    figure.suptitle(f"held-out identities {identity_range(result)} × {result['prompts_per_subject']} prompts; "
                     "solid step: 95 % interval excludes 0, dashed: it does not", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -262,10 +269,10 @@ def check_targets(table: dict, calib: dict) -> dict:
 
 
 def markdown(result: dict) -> str:
-    first, scale = result.get("first_subject", 0), result.get("adapter_scale", 1.0)
+    scale = result.get("adapter_scale", 1.0)
     scale_note = "" if scale == 1.0 else f"at adapter scale {scale:g} "
-    lines = [f"Held-out identities {first}–{first + result['subjects'] - 1}"
-             f"{' (validation range)' if first >= VALIDATION_FIRST else ''}: {result['subjects']} × {result['prompts_per_subject']} prompts "
+    lines = [f"Held-out identities {identity_range(result)}"
+             f"{' (validation range)' if result.get('first_subject', 0) >= VALIDATION_FIRST else ''}: {result['subjects']} × {result['prompts_per_subject']} prompts "
              + scale_note +
              f"({result['images_per_condition']} images per row); {result['steps']} DDIM steps, guidance {result['guidance']}, "
              "scored with the evaluation encoders (eval/clip, eval/dino). *id.*: share of images whose own subject "
