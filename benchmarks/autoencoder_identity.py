@@ -41,9 +41,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from diffusers import AutoencoderKL
 
-    from flexip.miniworld.dataset import load_jsonl
+    from flexip_miniworld.dataset import load_jsonl
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
-    from flexip.miniworld.evaluate import _heldout_rows, identification_accuracy, identification_set
+    from flexip_miniworld.evaluate import _heldout_rows, identification_accuracy, identification_set
     from flexip.presets import miniworld_dir
 
     _heldout_rows(args.data, 0, 40)  # renders the held-out files if missing

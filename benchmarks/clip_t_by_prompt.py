@@ -30,8 +30,8 @@ GAMMAS = (0.0, 0.5, 1.0)
 def measure(preset: Path, data: Path, subjects: int) -> tuple[list[str], dict[str, list[list[float]]]]:
     from flexip.evaluation import metrics as M
     from flexip.evaluation.backbones import load_clip_embedder
-    from flexip.miniworld.dataset import load_jsonl
-    from flexip.miniworld.evaluate import render_conditions
+    from flexip_miniworld.dataset import load_jsonl
+    from flexip_miniworld.evaluate import render_conditions
     from flexip.models.adapter import FlexIPAdapter
     from flexip.pipelines.pipeline_flexip import FlexIPPipeline
     from flexip.presets import load_components

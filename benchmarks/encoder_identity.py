@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
-    from flexip.miniworld.evaluate import _heldout_rows, calibration
+    from flexip_miniworld.evaluate import _heldout_rows, calibration
     from flexip.presets import miniworld_dir
 
     _heldout_rows(args.data, 0, 40)  # renders the held-out files if missing

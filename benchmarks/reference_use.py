@@ -39,7 +39,7 @@ TIMESTEPS = (100, 300, 500, 700, 900)
 def measure(preset: Path, data: Path, samples: int, noises: int = 4) -> dict:
     from PIL import Image
 
-    from flexip.miniworld.dataset import load_jsonl
+    from flexip_miniworld.dataset import load_jsonl
     from flexip.models.adapter import FlexIPAdapter
     from flexip.presets import load_components
     from flexip.training.features import FeatureEncoder

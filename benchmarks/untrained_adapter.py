@@ -47,7 +47,7 @@ def fresh_preset(preset: Path, folder: Path, init: str, seed: int = 0) -> Path:
 
 
 def main() -> None:
-    from flexip.miniworld.evaluate import evaluate
+    from flexip_miniworld.evaluate import evaluate
     from flexip.presets import miniworld_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,9 +1,9 @@
 from click.testing import CliRunner
 from PIL import Image
 
-from flexip.cli.miniworld import miniworld_group
+from flexip_miniworld.cli import miniworld_group
 from flexip.errors import FlexIPInputError
-from flexip.miniworld.dataset import load_jsonl
+from flexip_miniworld.dataset import load_jsonl
 
 
 def test_make_data_and_preview(tmp_path):

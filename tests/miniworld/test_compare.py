@@ -7,10 +7,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from flexip.cli.miniworld import miniworld_group
+from flexip_miniworld.cli import miniworld_group
 from flexip.errors import FlexIPInputError
-from flexip.miniworld.compare import comparison_table, load_result, targets_met
-from flexip.miniworld.evaluate import GAMMAS, check_targets
+from flexip_miniworld.compare import comparison_table, load_result, targets_met
+from flexip_miniworld.evaluate import GAMMAS, check_targets
 
 
 def result(clip_t, dino_i, first=0, identified=0.2):

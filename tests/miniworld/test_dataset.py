@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from flexip.errors import FlexIPInputError
-from flexip.miniworld.dataset import WorldConfig, load_jsonl, make_dataset, read_video, write_video
-from flexip.miniworld.scene import parse_caption
+from flexip_miniworld.dataset import WorldConfig, load_jsonl, make_dataset, read_video, write_video
+from flexip_miniworld.scene import parse_caption
 
 CONFIG = WorldConfig(seed=3, identities=12, heldout=3, frames=10, views=3)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from flexip.errors import FlexIPInputError
-from flexip.miniworld.identity import (
+from flexip_miniworld.identity import (
     CLASSES,
     HELDOUT_SEED_BASE,
     SEED_RANGE,

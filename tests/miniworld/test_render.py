@@ -2,10 +2,10 @@ import time
 
 import numpy as np
 
-import flexip.miniworld.render as render_module
-from flexip.miniworld.identity import make_identity
-from flexip.miniworld.render import compile_sprite, render
-from flexip.miniworld.scene import BACKGROUNDS, STYLES, Pose, SceneText, sample_pose, sample_scene_text
+import flexip_miniworld.render as render_module
+from flexip_miniworld.identity import make_identity
+from flexip_miniworld.render import compile_sprite, render
+from flexip_miniworld.scene import BACKGROUNDS, STYLES, Pose, SceneText, sample_pose, sample_scene_text
 
 
 def _clear_caches():

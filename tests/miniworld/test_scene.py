@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from flexip.errors import FlexIPInputError
-from flexip.miniworld.identity import CLASSES
-from flexip.miniworld.scene import (
+from flexip_miniworld.identity import CLASSES
+from flexip_miniworld.scene import (
     BACKGROUNDS,
     COLOURS,
     PATTERN_WORDS,

@@ -8,7 +8,7 @@ import torch
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
-    from flexip.miniworld.dataset import WorldConfig, make_dataset
+    from flexip_miniworld.dataset import WorldConfig, make_dataset
 
     root = tmp_path_factory.mktemp("miniworld_stack")
     make_dataset(root / "data", WorldConfig(identities=6, heldout=2, frames=6, views=3), images=40, videos=2, multiview=2, workers=1, progress=False)
@@ -17,7 +17,7 @@ def tiny_world(tmp_path_factory):
 
 
 def budget(steps: int):
-    from flexip.miniworld.stack.common import Budget
+    from flexip_miniworld.stack.common import Budget
 
     return Budget(max_steps=steps, checkpoint_steps=1, log_every=1)
 
@@ -39,11 +39,11 @@ def tiny():
 @pytest.fixture(scope="session")
 def tiny_stack(tiny_world):
     """tokenizer → autoencoder → clip → unet → dino, 2 steps each, next to tiny_world/data."""
-    from flexip.miniworld.stack.autoencoder import AutoencoderConfig, train_autoencoder
-    from flexip.miniworld.stack.clip import ClipConfig, train_clip
-    from flexip.miniworld.stack.dino import DinoConfig, train_dino
-    from flexip.miniworld.stack.tokenizer import build_tokenizer
-    from flexip.miniworld.stack.unet import UNetConfig, train_unet
+    from flexip_miniworld.stack.autoencoder import AutoencoderConfig, train_autoencoder
+    from flexip_miniworld.stack.clip import ClipConfig, train_clip
+    from flexip_miniworld.stack.dino import DinoConfig, train_dino
+    from flexip_miniworld.stack.tokenizer import build_tokenizer
+    from flexip_miniworld.stack.unet import UNetConfig, train_unet
 
     data, work = tiny_world / "data", tiny_world
     quiet = lambda message: None  # noqa: E731

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flexip.miniworld.stack.adapter import read_losses, train_command
+from flexip_miniworld.stack.adapter import read_losses, train_command
 
 
 def test_train_command_is_flexip_train(tmp_path):
@@ -19,7 +19,7 @@ def test_read_losses(tmp_path):
 
 
 def test_adapter_stage_trains_and_resumes(tiny_stack, tiny):
-    from flexip.miniworld.stack.adapter import train_adapter
+    from flexip_miniworld.stack.adapter import train_adapter
     from flexip.models.adapter import FlexIPAdapter
 
     work, _ = tiny_stack

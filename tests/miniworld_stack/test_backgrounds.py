@@ -8,9 +8,9 @@ import torch
 
 
 def test_mask_covers_the_subject_and_render_matches():
-    from flexip.miniworld.identity import make_identity
-    from flexip.miniworld.render import render, render_background, render_with_mask
-    from flexip.miniworld.scene import Pose, SceneText
+    from flexip_miniworld.identity import make_identity
+    from flexip_miniworld.render import render, render_background, render_with_mask
+    from flexip_miniworld.scene import Pose, SceneText
 
     identity, text, pose = make_identity("train", 3), SceneText(background="beach"), Pose(bg_variant=2, pan=0.3)
     image, coverage = render_with_mask(identity, text, pose)
@@ -25,7 +25,7 @@ def test_mask_covers_the_subject_and_render_matches():
 
 
 def test_swap_keeps_the_subject_and_replaces_the_backdrop():
-    from flexip.miniworld.stack.backgrounds import background_bank, swap_backgrounds
+    from flexip_miniworld.stack.backgrounds import background_bank, swap_backgrounds
 
     bank = background_bank(11, 32, 2, seed=0)
     assert bank.shape == (11, 3, 32, 32) and bank.dtype == torch.uint8
@@ -43,8 +43,8 @@ def test_swap_keeps_the_subject_and_replaces_the_backdrop():
 
 def test_masks_of_a_dataset_are_cached_and_checked(tiny_world, tmp_path):
     from flexip.errors import FlexIPInputError
-    from flexip.miniworld.stack.backgrounds import load_subject_masks
-    from flexip.miniworld.stack.common import load_training_images
+    from flexip_miniworld.stack.backgrounds import load_subject_masks
+    from flexip_miniworld.stack.common import load_training_images
 
     data = tiny_world / "data"
     masks = load_subject_masks(data, tmp_path / "cache")
@@ -61,7 +61,7 @@ def test_masks_of_a_dataset_are_cached_and_checked(tiny_world, tmp_path):
 
 
 def test_dino_trains_with_background_swaps(tiny_world, tiny, tmp_path):
-    from flexip.miniworld.stack.dino import DinoConfig, train_dino
+    from flexip_miniworld.stack.dino import DinoConfig, train_dino
 
     configs, budget = tiny
     result = train_dino(tiny_world / "data", tmp_path / "dino", DinoConfig(**configs["dino"], background_swap=1.0, frame_pairs=True),
@@ -78,7 +78,7 @@ def test_masked_manifest_gives_image_references_a_plain_backdrop(tiny_world, tmp
 
     from flexip.data.augment import ReferenceAugment, augment_reference
     from flexip.data.manifest import ImageRecord, load_manifest
-    from flexip.miniworld.stack.backgrounds import load_subject_masks, masked_manifest
+    from flexip_miniworld.stack.backgrounds import load_subject_masks, masked_manifest
 
     data = tmp_path / "data"
     shutil.copytree(tiny_world / "data", data)

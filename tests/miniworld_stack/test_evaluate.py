@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from flexip.errors import FlexIPInputError
-from flexip.miniworld.evaluate import GAMMAS, VALIDATION_FIRST, check_targets, evaluate, markdown, plot_curves
+from flexip_miniworld.evaluate import GAMMAS, VALIDATION_FIRST, check_targets, evaluate, markdown, plot_curves
 from flexip.presets import MINIWORLD_DIR
 
 
@@ -22,7 +22,7 @@ def table(clip_t, clip_i, dino_i, base=(0.8, 0.3, 0.2)):
 
 
 def test_identification_accuracy_ignores_what_all_references_share():
-    from flexip.miniworld.evaluate import identification_accuracy
+    from flexip_miniworld.evaluate import identification_accuracy
 
     shared = torch.tensor([10.0, 0.0, 0.0])  # e.g. the plain backdrop every reference has
     references = [torch.stack([shared + torch.tensor([0.0, 1.0, 0.0])] * 2), torch.stack([shared + torch.tensor([0.0, 0.0, 1.0])] * 2)]

@@ -25,7 +25,7 @@ def pipe():
 
 
 def test_files_match_manifest_and_fit_the_budget():
-    from flexip.miniworld.stack.common import file_sha256
+    from flexip_miniworld.stack.common import file_sha256
 
     manifest = json.loads((MINIWORLD_DIR / "manifest.json").read_text())
     files = manifest["files_sha256"]
@@ -63,9 +63,9 @@ def test_gamma_one_is_closer_to_the_reference_than_gamma_zero(pipe):
     """Eval DINO (never seen by the adapter), 4 held-out subjects × 2 prompts, mean over the 8 images."""
     from flexip.evaluation.backbones import load_dino_embedder
     from flexip.evaluation.metrics import dino_i
-    from flexip.miniworld.identity import make_identity
-    from flexip.miniworld.render import render_image
-    from flexip.miniworld.scene import SceneText, caption
+    from flexip_miniworld.identity import make_identity
+    from flexip_miniworld.render import render_image
+    from flexip_miniworld.scene import SceneText, caption
 
     dino = load_dino_embedder(str(MINIWORLD_DIR / "eval" / "dino"))
     near, far = [], []

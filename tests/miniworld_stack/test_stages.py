@@ -13,7 +13,7 @@ import torch
 def test_tokenizer_has_one_token_per_grammar_word(tiny_stack):
     from transformers import CLIPTokenizer
 
-    from flexip.miniworld.stack.tokenizer import grammar_words
+    from flexip_miniworld.stack.tokenizer import grammar_words
 
     work, _ = tiny_stack
     tokenizer = CLIPTokenizer.from_pretrained(work / "tokenizer")
@@ -51,7 +51,7 @@ def _weights(folder):
 
 def test_autoencoder_resume_is_exact(tiny_world, tmp_path, tiny):
     TINY, budget = tiny
-    from flexip.miniworld.stack.autoencoder import AutoencoderConfig, train_autoencoder
+    from flexip_miniworld.stack.autoencoder import AutoencoderConfig, train_autoencoder
 
     config = AutoencoderConfig(**TINY["autoencoder"])
     quiet = lambda message: None  # noqa: E731
@@ -67,9 +67,9 @@ def test_autoencoder_resume_is_exact(tiny_world, tmp_path, tiny):
 @pytest.mark.parametrize("stage", ["clip", "dino", "unet"])
 def test_stage_resumes_and_continues(tiny_stack, stage, tiny):
     TINY, budget = tiny
-    from flexip.miniworld.stack.clip import ClipConfig, train_clip
-    from flexip.miniworld.stack.dino import DinoConfig, train_dino
-    from flexip.miniworld.stack.unet import UNetConfig, train_unet
+    from flexip_miniworld.stack.clip import ClipConfig, train_clip
+    from flexip_miniworld.stack.dino import DinoConfig, train_dino
+    from flexip_miniworld.stack.unet import UNetConfig, train_unet
 
     work, results = tiny_stack
     data, quiet = work / "data", (lambda message: None)
@@ -88,7 +88,7 @@ def test_decoder_stage_keeps_the_latent_space_and_resumes_exactly(tiny_stack, tm
     trained on the autoencoder's latents stays valid; a resumed run ends where a straight one does."""
     from diffusers import AutoencoderKL
 
-    from flexip.miniworld.stack.autoencoder import DecoderConfig, train_decoder
+    from flexip_miniworld.stack.autoencoder import DecoderConfig, train_decoder
 
     _, budget = tiny
     work, _ = tiny_stack
@@ -112,7 +112,7 @@ def test_decoder_stage_keeps_the_latent_space_and_resumes_exactly(tiny_stack, tm
 def test_grown_unet_starts_as_the_trained_one_and_trains_its_new_attention(tiny_stack, tmp_path, tiny):
     from diffusers import UNet2DConditionModel
 
-    from flexip.miniworld.stack.unet import GROWN_BLOCKS, UNetConfig, grow_unet, train_unet
+    from flexip_miniworld.stack.unet import GROWN_BLOCKS, UNetConfig, grow_unet, train_unet
 
     TINY, budget = tiny
     work, _ = tiny_stack
@@ -139,7 +139,7 @@ def test_grown_unet_starts_as_the_trained_one_and_trains_its_new_attention(tiny_
 
 
 def test_growing_rejects_a_model_that_is_not_a_subset(tiny_stack, tmp_path):
-    from flexip.miniworld.stack.unet import grow_unet
+    from flexip_miniworld.stack.unet import grow_unet
 
     work, _ = tiny_stack
     with pytest.raises(ValueError, match="not a growth"):
@@ -150,7 +150,7 @@ def test_derived_stages_refuse_a_retrained_parent(tmp_path):
     from safetensors.torch import save_file
 
     from flexip.errors import FlexIPInputError
-    from flexip.miniworld.stack.common import bind_parent, derived_output
+    from flexip_miniworld.stack.common import bind_parent, derived_output
 
     parent, stage = tmp_path / "unet" / "model", tmp_path / "unet_grow"
     parent.mkdir(parents=True)

@@ -32,17 +32,25 @@ def main() -> None:
     and following the text."""
 
 
+#: Packages add commands through this entry-point group (the miniworld's `flexip miniworld` is one), so
+#: that `flexip` never imports them: they depend on flexip, not the reverse.
+PLUGIN_GROUP = "flexip.commands"
+
+
 def _register() -> None:
     # each module imports its heavy dependencies inside the command, so `flexip --help` stays fast
+    from importlib.metadata import entry_points
+
     from flexip.cli.data import data_group
     from flexip.cli.demo import demo
     from flexip.cli.eval import eval_group
     from flexip.cli.generate import generate
-    from flexip.cli.miniworld import miniworld_group
     from flexip.cli.train import train
 
-    for command in (generate, demo, train, eval_group, data_group, miniworld_group):
+    for command in (generate, demo, train, eval_group, data_group):
         main.add_command(command)
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        main.add_command(entry.load(), entry.name)
 
 
 _register()

@@ -133,8 +133,8 @@ MINIWORLD_DEMO = {"subjects": (2, 8), "prompts": ("a {noun} on the beach", "a {n
 
 def miniworld_demo_subjects(indices=MINIWORLD_DEMO["subjects"], world_seed: int = 0) -> dict:
     """Held-out identities rendered by the world renderer on the plain backdrop, as reference images."""
-    from flexip.miniworld.identity import make_identity
-    from flexip.miniworld.render import render_image
+    from flexip_miniworld.identity import make_identity
+    from flexip_miniworld.render import render_image
 
     subjects = {}
     for index in indices:
@@ -151,7 +151,7 @@ def demo_setup(name: str) -> DemoSetup:
         return DemoSetup(demo_subjects(), ["a blob in the snow", "a red blob on the beach"], steps=4, guidance=5.0,
                          note="preset tiny-random: RANDOM weights, so the images are noise; this only shows the code path runs.")
     if name == "miniworld":
-        from flexip.miniworld.identity import make_identity
+        from flexip_miniworld.identity import make_identity
 
         nouns = {make_identity("heldout", i).noun for i in MINIWORLD_DEMO["subjects"]}
         noun = sorted(nouns)[0] if len(nouns) == 1 else "{noun}"

@@ -8,12 +8,12 @@ miniature FlexIP stack offline.
 - `render`: deterministic numpy + PIL rendering (supersampled, LANCZOS-downsampled).
 - `dataset`: writing images, mp4 clips, multi-view captures, the training manifest and held-out files.
 
-Render with `flexip.miniworld.render.render(identity, scene_text, pose, size)`.
+Render with `flexip_miniworld.render.render(identity, scene_text, pose, size)`.
 `flexip miniworld make-data` and `flexip miniworld preview` are the command-line front ends.
 """
 
-from flexip.miniworld.identity import CLASSES, Identity, make_identities, make_identity
-from flexip.miniworld.scene import Clip, Pose, SceneText, caption, parse_caption
+from flexip_miniworld.identity import CLASSES, Identity, make_identities, make_identity
+from flexip_miniworld.scene import Clip, Pose, SceneText, caption, parse_caption
 
 __all__ = [
     "CLASSES",

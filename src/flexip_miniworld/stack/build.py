@@ -34,7 +34,7 @@ from pathlib import Path
 
 from flexip.errors import FlexIPInputError
 from flexip.devices import resolve_device
-from flexip.miniworld.stack.common import Budget, atomic_write_json, data_hash, folder_hashes
+from flexip_miniworld.stack.common import Budget, atomic_write_json, data_hash, folder_hashes
 
 STAGES = ("data", "tokenizer", "autoencoder", "decoder", "clip", "unet", "unet_grow", "dino", "eval_clip", "eval_dino", "adapter", "ship")
 PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "miniworld"
@@ -105,47 +105,47 @@ def _run_stage(stage: str, settings: BuildSettings, device, log) -> dict:
     data_dir = work / "data"
     stage_dir = work / stage
     if stage == "data":
-        from flexip.miniworld.dataset import WorldConfig, make_dataset
+        from flexip_miniworld.dataset import WorldConfig, make_dataset
 
         d = settings.data
         config = WorldConfig(seed=d.seed, size=d.size, identities=d.identities, heldout=d.heldout)
         summary = make_dataset(data_dir, config, images=d.images, videos=d.videos, multiview=d.multiview, workers=d.workers, progress=False)
         return {"output": str(data_dir), "counts": summary["counts"], "seed": d.seed}
     if stage == "tokenizer":
-        from flexip.miniworld.stack.tokenizer import build_tokenizer
+        from flexip_miniworld.stack.tokenizer import build_tokenizer
 
         return build_tokenizer(stage_dir, log)
     if stage == "autoencoder":
-        from flexip.miniworld.stack.autoencoder import AutoencoderConfig, train_autoencoder
+        from flexip_miniworld.stack.autoencoder import AutoencoderConfig, train_autoencoder
 
         return train_autoencoder(data_dir, stage_dir, AutoencoderConfig(), settings.budget(stage), device, settings.resume, log)
     if stage == "decoder":
-        from flexip.miniworld.stack.autoencoder import DecoderConfig, train_decoder
+        from flexip_miniworld.stack.autoencoder import DecoderConfig, train_decoder
 
         return train_decoder(data_dir, work, stage_dir, DecoderConfig(), settings.budget(stage), device, settings.resume, log)
     if stage in ("clip", "eval_clip"):
-        from flexip.miniworld.stack.clip import CLIP_CONFIGS, train_clip
+        from flexip_miniworld.stack.clip import CLIP_CONFIGS, train_clip
 
         return train_clip(data_dir, work / "tokenizer", stage_dir, CLIP_CONFIGS[stage], settings.budget(stage), device, settings.resume, log)
     if stage in ("dino", "eval_dino"):
-        from flexip.miniworld.stack.dino import DINO_CONFIGS, train_dino
+        from flexip_miniworld.stack.dino import DINO_CONFIGS, train_dino
 
         return train_dino(data_dir, stage_dir, DINO_CONFIGS[stage], settings.budget(stage), device, settings.resume, log)
     if stage == "unet":
-        from flexip.miniworld.stack.unet import UNetConfig, train_unet
+        from flexip_miniworld.stack.unet import UNetConfig, train_unet
 
         return train_unet(data_dir, work, stage_dir, UNetConfig(), settings.budget(stage), device, settings.resume, log)
     if stage == "unet_grow":
-        from flexip.miniworld.stack.unet import GROWN_BLOCKS, UNetConfig, train_unet
+        from flexip_miniworld.stack.unet import GROWN_BLOCKS, UNetConfig, train_unet
 
         config = UNetConfig(down_blocks=GROWN_BLOCKS, lr=5e-4, warmup=100, seed=41)
         return train_unet(data_dir, work, stage_dir, config, settings.budget(stage), device, settings.resume, log, grow_from=work / "unet" / "model")
     if stage == "adapter":
-        from flexip.miniworld.stack.adapter import train_adapter
+        from flexip_miniworld.stack.adapter import train_adapter
 
         return train_adapter(work, stage_dir, settings.budget(stage), str(device), settings.resume, log)
     if stage == "ship":
-        from flexip.miniworld.stack.ship import ship
+        from flexip_miniworld.stack.ship import ship
 
         return ship(work, Path(settings.preset_dir), log)
     raise FlexIPInputError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")

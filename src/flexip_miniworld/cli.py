@@ -41,7 +41,7 @@ def make_data(out_dir, images, videos, multiview, size, seed, identities, heldou
     """Write a miniworld dataset to OUT_DIR: manifest.jsonl (training rows), heldout.jsonl (held-out
     identities with references and test prompts), pairs.jsonl (calibration pairs), identities.jsonl
     and world.json. Re-running completes an interrupted run; higher counts extend the dataset."""
-    from flexip.miniworld.dataset import WorldConfig, make_dataset
+    from flexip_miniworld.dataset import WorldConfig, make_dataset
 
     config = WorldConfig(
         seed=seed,
@@ -76,8 +76,8 @@ def make_data(out_dir, images, videos, multiview, size, seed, identities, heldou
 @click.option("--seed", default=0, show_default=True, help="World seed.")
 def preview(out_png, rows, split, size, zoom, seed):
     """Write a contact sheet OUT_PNG: identities × scenes (every background, layout, property, style)."""
-    from flexip.miniworld.identity import make_identity
-    from flexip.miniworld.render import contact_sheet, default_sheet_columns
+    from flexip_miniworld.identity import make_identity
+    from flexip_miniworld.render import contact_sheet, default_sheet_columns
 
     if not 1 <= rows <= 200:
         raise FlexIPInputError(f"--rows must be in [1, 200], got {rows}")
@@ -113,7 +113,7 @@ def preview(out_png, rows, split, size, zoom, seed):
 def build(workdir, stages, resume, extend, device, budget_scale, preset_dir, images, videos, multiview, identities, heldout):
     """Train the miniature FlexIP stack from scratch in WORKDIR (datasets, checkpoints, logs) and ship
     it as the `miniworld` preset; WORKDIR/manifest.json records every stage."""
-    from flexip.miniworld.stack.build import PRESET_DIR, STAGES, BuildSettings, DataSettings, build as run_build
+    from flexip_miniworld.stack.build import PRESET_DIR, STAGES, BuildSettings, DataSettings, build as run_build
 
     selected = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(",") if s.strip())
     settings = BuildSettings(
@@ -142,7 +142,7 @@ def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, gui
     """CLIP-T / CLIP-I / DINO-I of the miniworld preset on held-out identities at γ = 0 … 1 and for the base
     model without reference, with the independent evaluation encoders, plus real-vs-real / real-vs-other
     calibration. Writes evaluation.json and evaluation.md to --out."""
-    from flexip.miniworld.evaluate import evaluate as run_evaluation
+    from flexip_miniworld.evaluate import evaluate as run_evaluation
     from flexip.presets import miniworld_dir
 
     if not 1 <= prompts <= 12:
@@ -159,7 +159,7 @@ def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, gui
 def compare(evaluations, labels):
     """Several `flexip miniworld evaluate` results side by side (each EVALUATION is an --out folder or its
     evaluation.json): γ curves, the first CLIP-T step with its interval, targets met."""
-    from flexip.miniworld.compare import comparison_table, load_result
+    from flexip_miniworld.compare import comparison_table, load_result
 
     if labels and len(labels) != len(evaluations):
         raise FlexIPInputError(f"got {len(labels)} --label for {len(evaluations)} evaluations; give one per evaluation or none")

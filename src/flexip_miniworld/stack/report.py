@@ -1,7 +1,7 @@
 """Figures of docs/miniworld.md from a build's WORKDIR: loss curves, autoencoder reconstructions and
 base-model samples.
 
-    python -m flexip.miniworld.stack.report runs/miniworld docs/img
+    python -m flexip_miniworld.stack.report runs/miniworld docs/img
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from flexip.miniworld.dataset import load_jsonl
+from flexip_miniworld.dataset import load_jsonl
 
 CURVES = ("autoencoder", "decoder", "clip", "unet", "unet_grow", "dino", "eval_clip", "eval_dino", "adapter")
 

@@ -22,15 +22,15 @@ import torch
 
 from flexip.atomic import atomic_path
 from flexip.errors import FlexIPInputError
-from flexip.miniworld.dataset import load_jsonl, write_jsonl
+from flexip_miniworld.dataset import load_jsonl, write_jsonl
 
 
 def load_subject_masks(data_dir: Path, cache_dir: Path) -> torch.Tensor:
     """uint8 [N, 1, H, W] subject coverage (0–255) of the manifest's image rows, in manifest order (cached)."""
-    from flexip.miniworld.dataset import WorldConfig, image_item
-    from flexip.miniworld.identity import make_identity
-    from flexip.miniworld.render import render_with_mask
-    from flexip.miniworld.stack.common import data_hash
+    from flexip_miniworld.dataset import WorldConfig, image_item
+    from flexip_miniworld.identity import make_identity
+    from flexip_miniworld.render import render_with_mask
+    from flexip_miniworld.stack.common import data_hash
 
     data_dir = Path(data_dir)
     rows = load_jsonl(data_dir / "manifest.jsonl")
@@ -64,8 +64,8 @@ def load_subject_masks(data_dir: Path, cache_dir: Path) -> torch.Tensor:
 
 def background_bank(count: int, size: int, supersample: int, seed: int) -> torch.Tensor:
     """uint8 [count, 3, size, size]: backdrops of every kind (and the plain one), random variant, pan and light."""
-    from flexip.miniworld.render import render_background
-    from flexip.miniworld.scene import BACKGROUNDS, BG_VARIANTS, Pose
+    from flexip_miniworld.render import render_background
+    from flexip_miniworld.scene import BACKGROUNDS, BG_VARIANTS, Pose
 
     rng = np.random.default_rng(seed)
     kinds = [None, *BACKGROUNDS]

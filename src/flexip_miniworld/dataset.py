@@ -35,9 +35,9 @@ from tqdm import tqdm
 
 from flexip.atomic import atomic_path, is_temporary, write_text
 from flexip.errors import FlexIPInputError
-from flexip.miniworld.identity import CLASSES, SEED_RANGE, make_identity
-from flexip.miniworld.render import SUPERSAMPLE, render
-from flexip.miniworld.scene import (
+from flexip_miniworld.identity import CLASSES, SEED_RANGE, make_identity
+from flexip_miniworld.render import SUPERSAMPLE, render
+from flexip_miniworld.scene import (
     BACKGROUNDS,
     COLOURS,
     PATTERN_WORDS,

@@ -21,7 +21,7 @@ import torch
 from flexip.atomic import atomic_path, write_text
 from flexip.errors import FlexIPInputError
 from flexip.hashing import file_sha256
-from flexip.miniworld.dataset import load_jsonl
+from flexip_miniworld.dataset import load_jsonl
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:

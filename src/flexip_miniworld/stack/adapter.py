@@ -3,7 +3,7 @@
 This stage writes no training code: it assembles the base model folder (work/base, a
 StableDiffusionPipeline folder) and runs
 
-    flexip train --config configs/miniworld_adapter.yaml model.base=WORK/base \
+    flexip train --config src/flexip_miniworld/configs/adapter.yaml model.base=WORK/base \
         model.image_encoder=WORK/clip/image_encoder model.dino_encoder=WORK/dino/model \
         data.manifest=WORK/data/manifest_masked.jsonl logging.output_dir=WORK/adapter/run optim.max_steps=N \
         [--resume latest]
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import yaml
 
-from flexip.miniworld.stack.common import Budget
+from flexip_miniworld.stack.common import Budget
 
-CONFIG = Path(__file__).resolve().parents[4] / "configs" / "miniworld_adapter.yaml"
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "adapter.yaml"
 
 
 def train_command(work: Path, max_steps: int, device: str, resume: bool, config: Path = CONFIG, extra: tuple = ()) -> list[str]:
@@ -65,8 +65,8 @@ def trained_seed(run_dir: Path, extra: tuple = ()) -> int:
 
 
 def train_adapter(work: Path, workdir: Path, budget: Budget, device: str, resume: bool, log=print, extra: tuple = ()) -> dict:
-    from flexip.miniworld.stack.backgrounds import masked_manifest
-    from flexip.miniworld.stack.ship import assemble_base
+    from flexip_miniworld.stack.backgrounds import masked_manifest
+    from flexip_miniworld.stack.ship import assemble_base
 
     work, workdir = Path(work), Path(workdir)
     assemble_base(work)
@@ -76,7 +76,7 @@ def train_adapter(work: Path, workdir: Path, budget: Budget, device: str, resume
 
         shutil.rmtree(workdir / "run", ignore_errors=True)
     command = train_command(work, budget.max_steps, device, resume, extra=extra)
-    printable = "flexip " + " ".join(command[3:]).replace(str(CONFIG), "configs/miniworld_adapter.yaml")
+    printable = "flexip " + " ".join(command[3:]).replace(str(CONFIG), "flexip_miniworld/configs/adapter.yaml")
     log(f"[adapter] {printable}")
     environment = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     started = time.perf_counter()

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from flexip.errors import FlexIPInputError
-from flexip.miniworld.evaluate import identity_range
+from flexip_miniworld.evaluate import identity_range
 
 #: The short names of `check_targets`' five entries, in its order; the last two are ratios with a bar.
 TARGETS = (("DINO-I rises with gamma (monotone)", "DINO-I ↑", None),

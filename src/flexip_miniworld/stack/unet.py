@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from flexip.atomic import atomic_path
-from flexip.miniworld.stack.common import Budget, EMA, Loop, bind_parent, load_training_images, optimizer_step, stage_summary, to_unit
+from flexip_miniworld.stack.common import Budget, EMA, Loop, bind_parent, load_training_images, optimizer_step, stage_summary, to_unit
 from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target
 
 
@@ -108,7 +108,7 @@ def encode_training_set(data_dir: Path, work: Path, cache: Path, device, log=pri
     from transformers import CLIPTextModel
 
     from flexip.hashing import file_sha256
-    from flexip.miniworld.stack.tokenizer import load_tokenizer
+    from flexip_miniworld.stack.tokenizer import load_tokenizer
 
     vae_file = work / "autoencoder" / "model" / "diffusion_pytorch_model.safetensors"
     text_file = work / "clip" / "text_encoder" / "model.safetensors"

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from flexip.miniworld.dataset import load_jsonl
-from flexip.miniworld.stack.backgrounds import background_bank, load_subject_masks, swap_backgrounds
-from flexip.miniworld.stack.common import Budget, Loop, load_training_images, optimizer_step, stage_summary
+from flexip_miniworld.dataset import load_jsonl
+from flexip_miniworld.stack.backgrounds import background_bank, load_subject_masks, swap_backgrounds
+from flexip_miniworld.stack.common import Budget, Loop, load_training_images, optimizer_step, stage_summary
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -118,8 +118,8 @@ def load_clip_frames(data_dir: Path, cache_dir: Path) -> torch.Tensor:
     import numpy as np
     from PIL import Image
 
-    from flexip.miniworld.dataset import read_video
-    from flexip.miniworld.stack.common import data_hash
+    from flexip_miniworld.dataset import read_video
+    from flexip_miniworld.stack.common import data_hash
 
     cache = Path(cache_dir) / f"clip_frames_{data_hash(data_dir)[:12]}.npy"
     if cache.exists():

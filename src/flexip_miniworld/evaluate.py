@@ -29,7 +29,7 @@ from flexip.atomic import write_text
 from flexip.errors import FlexIPInputError
 from flexip.evaluation import metrics as M
 from flexip.evaluation.intervals import step_intervals
-from flexip.miniworld.dataset import load_jsonl
+from flexip_miniworld.dataset import load_jsonl
 
 GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Which of a held-out identity's 12 test prompts are used (heldout_prompt_texts order): four
@@ -47,7 +47,7 @@ def _heldout_rows(data_dir: Path, first: int, subjects: int) -> list[dict]:
     folder has none (a fresh checkout without the training data)."""
     needed = first + subjects
     if not (data_dir / "heldout.jsonl").exists():
-        from flexip.miniworld.dataset import WorldConfig, make_dataset
+        from flexip_miniworld.dataset import WorldConfig, make_dataset
 
         make_dataset(data_dir, WorldConfig(identities=400, heldout=max(40, needed)), images=0, videos=0, multiview=0, progress=False)
     rows = load_jsonl(data_dir / "heldout.jsonl")

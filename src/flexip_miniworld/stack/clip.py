@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from flexip.miniworld.stack.common import Budget, EMA, Loop, load_training_images, optimizer_step, stage_summary
+from flexip_miniworld.stack.common import Budget, EMA, Loop, load_training_images, optimizer_step, stage_summary
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -83,7 +83,7 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
 
 
 def train_clip(data_dir: Path, tokenizer_dir: Path, workdir: Path, config: ClipConfig, budget: Budget, device, resume: bool, log=print) -> dict:
-    from flexip.miniworld.stack.tokenizer import load_tokenizer
+    from flexip_miniworld.stack.tokenizer import load_tokenizer
 
     workdir = Path(workdir)
     images, captions = load_training_images(data_dir, workdir.parent / "cache")

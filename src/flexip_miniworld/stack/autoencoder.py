@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from flexip.miniworld.stack.common import Budget, Loop, bind_parent, load_training_images, optimizer_step, stage_summary, to_unit
+from flexip_miniworld.stack.common import Budget, Loop, bind_parent, load_training_images, optimizer_step, stage_summary, to_unit
 
 
 @dataclass

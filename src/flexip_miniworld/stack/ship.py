@@ -18,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from flexip.miniworld.stack.common import atomic_write_json, derived_output, folder_hashes
+from flexip_miniworld.stack.common import atomic_write_json, derived_output, folder_hashes
 
 SIZE_LIMIT_BYTES = 50 * 1024 * 1024
 
@@ -31,7 +31,7 @@ def assemble_base(work: Path, out: Path | None = None) -> Path:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    from flexip.miniworld.stack.tokenizer import load_tokenizer
+    from flexip_miniworld.stack.tokenizer import load_tokenizer
 
     work = Path(work)
     out = Path(out or work / "base")

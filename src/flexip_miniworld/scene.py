@@ -33,7 +33,7 @@ from typing import Optional
 import numpy as np
 
 from flexip.errors import FlexIPInputError
-from flexip.miniworld.identity import CLASSES
+from flexip_miniworld.identity import CLASSES
 
 #: Background key → caption phrase. The key None is the plain backdrop (no phrase).
 BACKGROUNDS: dict[str, str] = {

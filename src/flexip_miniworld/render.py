@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from flexip.errors import FlexIPInputError
-from flexip.miniworld.identity import HARMONIC_ORDERS, Identity
-from flexip.miniworld.scene import BACKGROUNDS, COLOURS, PATTERN_WORDS, Pose, SceneText
+from flexip_miniworld.identity import HARMONIC_ORDERS, Identity
+from flexip_miniworld.scene import BACKGROUNDS, COLOURS, PATTERN_WORDS, Pose, SceneText
 
 SUPERSAMPLE = 4
 #: Background canvases are this many frame widths wide, so the camera can pan.

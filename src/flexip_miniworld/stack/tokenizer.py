@@ -13,8 +13,8 @@ import json
 import re
 from pathlib import Path
 
-from flexip.miniworld.identity import CLASSES
-from flexip.miniworld.scene import BACKGROUNDS, COLOURS, PATTERN_WORDS, PLACEMENTS, SHAPES, SIZES, STYLES
+from flexip_miniworld.identity import CLASSES
+from flexip_miniworld.scene import BACKGROUNDS, COLOURS, PATTERN_WORDS, PLACEMENTS, SHAPES, SIZES, STYLES
 
 SPECIAL = ("<|startoftext|>", "<|endoftext|>")
 
