@@ -44,14 +44,14 @@ def main() -> None:
     from flexip_miniworld.dataset import load_jsonl
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
     from flexip_miniworld.evaluate import _heldout_rows, identification_accuracy, identification_set
-    from flexip.presets import miniworld_dir
+    from flexip.presets import get_preset
 
     _heldout_rows(args.data, 0, 40)  # renders the held-out files if missing
     heldout = load_jsonl(args.data / "heldout.jsonl")
     references, scenes, subjects = identification_set(args.data, heldout)
     x = torch.from_numpy(np.stack([np.asarray(s) for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
-    encoders = {"DINO": load_dino_embedder(str(miniworld_dir() / "eval" / "dino")),
-                "CLIP": load_clip_embedder(str(miniworld_dir() / "eval" / "clip"))}
+    encoders = {"DINO": load_dino_embedder(str(get_preset("miniworld").folder / "eval" / "dino")),
+                "CLIP": load_clip_embedder(str(get_preset("miniworld").folder / "eval" / "clip"))}
     reference_sets = {name: [model.embed_images(r) for r in references] for name, model in encoders.items()}
 
     def identify(images):

@@ -34,7 +34,7 @@ def measure(preset: Path, data: Path, subjects: int) -> tuple[list[str], dict[st
     from flexip_miniworld.evaluate import render_conditions
     from flexip.models.adapter import FlexIPAdapter
     from flexip.pipelines.pipeline_flexip import FlexIPPipeline
-    from flexip.presets import load_components
+    from flexip.loading import load_components
 
     components = load_components(str(preset / "base"), str(preset / "image_encoder"), str(preset / "dino"))
     pipe = FlexIPPipeline(**components, adapter=FlexIPAdapter.from_pretrained(str(preset / "adapter")).eval())
@@ -64,13 +64,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if not (args.data / "heldout.jsonl").exists():
         parser.error(f"{args.data}/heldout.jsonl not found: `flexip miniworld make-data {args.data}` writes it")
-    from flexip.presets import miniworld_dir
+    from flexip.paths import portable_path
+    from flexip.presets import get_preset
 
-    preset = args.preset or miniworld_dir()
+    preset = args.preset or get_preset("miniworld").folder
     prompts, scores = measure(Path(preset), args.data, args.subjects)
     columns = list(scores)
     lines = ["## Evaluation CLIP-T per test prompt (`benchmarks/clip_t_by_prompt.py`)", "",
-             f"Preset `{preset}`; the first {args.subjects} held-out identities × all 12 test prompts, 20 DDIM steps, guidance 3, "
+             f"Preset `{portable_path(preset)}`; the first {args.subjects} held-out identities × all 12 test prompts, 20 DDIM steps, guidance 3, "
              "one noise per identity shared by every column. Prompt k is every identity's k-th test prompt (identity 0's wording shown).", "",
              "| k | prompt (identity 0) | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     mean = lambda values: sum(values) / len(values)  # noqa: E731

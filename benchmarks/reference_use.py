@@ -41,7 +41,7 @@ def measure(preset: Path, data: Path, samples: int, noises: int = 4) -> dict:
 
     from flexip_miniworld.dataset import load_jsonl
     from flexip.models.adapter import FlexIPAdapter
-    from flexip.presets import load_components
+    from flexip.loading import load_components
     from flexip.training.features import FeatureEncoder
     from flexip.training.model import FlexIPTrainingModel
     from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target
@@ -101,9 +101,9 @@ def main() -> None:
     if not (args.data / "manifest_masked.jsonl").exists():
         parser.error(f"{args.data}/manifest_masked.jsonl not found: build the data and the masks first "
                      f"(`flexip miniworld build {args.data.parent} --stages data`, then the adapter stage writes them)")
-    from flexip.presets import miniworld_dir
+    from flexip.presets import get_preset
 
-    presets = [entry.partition("=")[::2] if "=" in entry else (entry, entry) for entry in args.preset or [str(miniworld_dir())]]
+    presets = [entry.partition("=")[::2] if "=" in entry else (entry, entry) for entry in args.preset or [str(get_preset("miniworld").folder)]]
     lines = ["## Does the adapter use its reference? (`benchmarks/reference_use.py`)", "",
              f"Mean v-prediction loss on {args.samples} training image samples, t ∈ {list(TIMESTEPS)} × 4 noises, the same noises "
              "in every column. *matched*: the target itself as reference; *shuffled*: another sample's image; *same id.*: another "

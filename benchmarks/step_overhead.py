@@ -94,7 +94,7 @@ def main() -> None:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from flexip.pipelines import FlexIPPipeline
-    from flexip.presets.tiny_random import tiny_base_components, tiny_reference_encoders
+    from flexip.testing import tiny_base_components, tiny_reference_encoders
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**SD15_UNET).eval().to(device)

@@ -30,7 +30,7 @@ def fresh_preset(preset: Path, folder: Path, init: str, seed: int = 0) -> Path:
     """`folder` with links to the preset's parts and the adapter `flexip train` would start from: the
     preset adapter's sizes and encoders, `model.personalization_init = init`, built by `build_adapter`."""
     from flexip.models.adapter import FlexIPAdapter
-    from flexip.presets import load_components
+    from flexip.loading import load_components
     from flexip.training.components import build_adapter
     from flexip.training.config import ADAPTER_OVERRIDES, ModelConfig
 
@@ -48,7 +48,8 @@ def fresh_preset(preset: Path, folder: Path, init: str, seed: int = 0) -> Path:
 
 def main() -> None:
     from flexip_miniworld.evaluate import evaluate
-    from flexip.presets import miniworld_dir
+    from flexip.paths import portable_path
+    from flexip.presets import get_preset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", type=Path, default=None, help="preset folder (default: the shipped miniworld preset)")
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    preset = args.preset or miniworld_dir()
+    preset = args.preset or get_preset("miniworld").folder
     rows = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -69,7 +70,7 @@ def main() -> None:
     base = next(iter(rows.values()))["base"]
     lines = [
         "## A fresh adapter's γ curve (`benchmarks/untrained_adapter.py`)", "",
-        f"Preset `{preset}`; `flexip miniworld evaluate` ({args.subjects} held-out identities × 8 prompts, 20 DDIM "
+        f"Preset `{portable_path(preset)}`; `flexip miniworld evaluate` ({args.subjects} held-out identities × 8 prompts, 20 DDIM "
         "steps, guidance 3) on two untrained adapters (`model.personalization_init` copy / zero) and the trained one. "
         f"Base model without reference: CLIP-T {base['CLIP-T']:.4f}, DINO id. {base['DINO-I identification']:.3f}.", "",
         "| adapter | CLIP-T γ = 0 | 0.25 | 0.5 | 0.75 | 1 | DINO id. γ = 0 | 1 |", "|---|---|---|---|---|---|---|---|",

@@ -143,11 +143,11 @@ def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, gui
     model without reference, with the independent evaluation encoders, plus real-vs-real / real-vs-other
     calibration. Writes evaluation.json and evaluation.md to --out."""
     from flexip_miniworld.evaluate import evaluate as run_evaluation
-    from flexip.presets import miniworld_dir
+    from flexip.presets import get_preset
 
     if not 1 <= prompts <= 12:
         raise FlexIPInputError(f"--prompts must be in [1, 12], got {prompts}")
-    result = run_evaluation(Path(preset_dir) if preset_dir else miniworld_dir(), Path(data_dir), Path(out_dir), subjects, prompts,
+    result = run_evaluation(Path(preset_dir) if preset_dir else get_preset("miniworld").folder, Path(data_dir), Path(out_dir), subjects, prompts,
                             steps, guidance, seed, device, first=first, scale=scale)
     click.echo((Path(out_dir) / "evaluation.md").read_text())
     click.echo(f"{result['seconds']:.0f} s; {Path(out_dir) / 'evaluation.json'}")

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from flexip.atomic import write_text
+from flexip.paths import portable_path
 from flexip.errors import FlexIPInputError
 from flexip.evaluation import metrics as M
 from flexip.evaluation.intervals import step_intervals
@@ -141,7 +142,7 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
     from flexip.models.adapter import FlexIPAdapter
     from flexip.pipelines.pipeline_flexip import FlexIPPipeline
-    from flexip.presets import load_components
+    from flexip.loading import load_components
 
     preset_dir, data_dir, out_dir = Path(preset_dir), Path(data_dir), Path(out_dir)
     if first < 0 or subjects < 1:
@@ -195,7 +196,7 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
         intervals = step_intervals(torch.tensor([scores[c][metric] for c in sweep]), subjects_of_cells)
         steps_table[metric] = [{"from": a, "to": b, **vars(i)} for a, b, i in zip(GAMMAS, GAMMAS[1:], intervals)]
     result = {
-        "preset": str(preset_dir), "subjects": len(rows), "first_subject": first, "adapter_scale": scale, "prompts_per_subject": prompts, "images_per_condition": len(rows) * prompts,
+        "preset": portable_path(preset_dir), "subjects": len(rows), "first_subject": first, "adapter_scale": scale, "prompts_per_subject": prompts, "images_per_condition": len(rows) * prompts,
         "steps": steps, "guidance": guidance, "seed": seed, "gammas": list(GAMMAS), "scores": table, "calibration": calib,
         "targets": check_targets(table, calib), "gamma_steps": steps_table, "seconds": round(time.perf_counter() - started, 1),
     }

@@ -1,6 +1,6 @@
 import pytest
 
-from flexip.presets.tiny_random import tiny_adapter, tiny_base_components, tiny_pipeline
+from flexip.testing import tiny_adapter, tiny_base_components, tiny_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from safetensors.torch import load_file, save_file
 from flexip.errors import CheckpointError
 from flexip.models import FlexIPAdapter, inject_adapter
 from flexip.models.adapter import WEIGHTS_NAME
-from flexip.presets.tiny_random import tiny_adapter, tiny_base_components
+from flexip.testing import tiny_adapter, tiny_base_components
 
 
 def test_save_load_round_trip_is_exact(unet_and_adapter, tmp_path):

@@ -11,7 +11,7 @@ from flexip.evaluation.results import load_result
 from flexip.evaluation.runner import GenerationSettings, RunConfig, generate_benchmark, score_run
 from flexip.evaluation.scoring import ScoreConfig
 
-tiny_random = pytest.importorskip("flexip.presets.tiny_random")
+tiny_random = pytest.importorskip("flexip.testing")
 
 
 def ip_adapter_state_dict(unet, image_embed_dim: int, seed: int = 0) -> dict:

@@ -108,7 +108,7 @@ def test_generated_sweep_is_scored_with_its_run_settings(tmp_path, tiny_bench, b
 
 def test_flexip_sweep_is_one_call_from_one_noise(tmp_path, tiny_bench):
     from flexip.evaluation.runner import FlexIPMethod
-    from flexip.presets.tiny_random import tiny_pipeline
+    from flexip.testing import tiny_pipeline
 
     method = FlexIPMethod(tiny_pipeline(seed=0))
     settings = GenerationSettings(num_inference_steps=2)

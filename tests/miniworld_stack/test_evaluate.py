@@ -12,7 +12,7 @@ from PIL import Image
 
 from flexip.errors import FlexIPInputError
 from flexip_miniworld.evaluate import GAMMAS, VALIDATION_FIRST, check_targets, evaluate, markdown, plot_curves
-from flexip.presets import MINIWORLD_DIR
+from flexip.presets import get_preset, is_preset
 
 
 def table(clip_t, clip_i, dino_i, base=(0.8, 0.3, 0.2)):
@@ -43,10 +43,10 @@ def test_targets_are_read_off_the_table():
     assert not bad["DINO-I rises with gamma (monotone)"]
 
 
-@pytest.mark.skipif(not (MINIWORLD_DIR / "manifest.json").is_file(), reason="miniworld weights not built yet")
+@pytest.mark.skipif(not is_preset("miniworld"), reason="miniworld weights not built yet")
 def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
     torch.set_num_threads(1)
-    result = evaluate(MINIWORLD_DIR, tmp_path / "data", tmp_path / "out", subjects=2, prompts=2, steps=2, log=lambda message: None, first=1)
+    result = evaluate(get_preset("miniworld").folder, tmp_path / "data", tmp_path / "out", subjects=2, prompts=2, steps=2, log=lambda message: None, first=1)
     assert result["images_per_condition"] == 4 and result["first_subject"] == 1
     assert set(result["scores"]) == {"base", "real render", *(f"gamma={g}" for g in GAMMAS)}
     for values in result["scores"].values():
@@ -60,16 +60,16 @@ def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
     assert "Identification" in report and report.startswith("Held-out identities 1–2: 2 × 2 prompts")
     assert markdown({**result, "first_subject": VALIDATION_FIRST}).startswith(f"Held-out identities {VALIDATION_FIRST}–{VALIDATION_FIRST + 1} (validation range)")
     # at adapter scale 0 every γ is the base model itself: the same scores (up to batch-size rounding)
-    off = evaluate(MINIWORLD_DIR, tmp_path / "data", tmp_path / "off", subjects=1, prompts=2, steps=2, log=lambda message: None, scale=0.0)
+    off = evaluate(get_preset("miniworld").folder, tmp_path / "data", tmp_path / "off", subjects=1, prompts=2, steps=2, log=lambda message: None, scale=0.0)
     assert off["adapter_scale"] == 0.0
     assert all(math.isclose(off["scores"][f"gamma={g}"][m], off["scores"]["base"][m], abs_tol=1e-4) for g in GAMMAS for m in off["scores"]["base"])
     assert "at adapter scale 0 " in (tmp_path / "off" / "evaluation.md").read_text()
     assert result["scores"]["gamma=1.0"]["DINO-I"] != result["scores"]["base"]["DINO-I"]  # and at scale 1 they differ
     # asking for identities the data does not have is a clear error, before any model is loaded
     with pytest.raises(FlexIPInputError, match="has 40 held-out identities; this evaluation needs 41"):
-        evaluate(MINIWORLD_DIR, tmp_path / "data", tmp_path / "out", subjects=2, first=39)
+        evaluate(get_preset("miniworld").folder, tmp_path / "data", tmp_path / "out", subjects=2, first=39)
     with pytest.raises(FlexIPInputError, match="adapter scale must be in"):
-        evaluate(MINIWORLD_DIR, tmp_path / "data", tmp_path / "out", subjects=2, scale=-1.0)
+        evaluate(get_preset("miniworld").folder, tmp_path / "data", tmp_path / "out", subjects=2, scale=-1.0)
     # every adjacent γ step of every metric, with the step's mean change inside its interval
     for metric, steps in result["gamma_steps"].items():
         assert [(s["from"], s["to"]) for s in steps] == list(zip(GAMMAS, GAMMAS[1:]))

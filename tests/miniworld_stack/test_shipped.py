@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from flexip.presets import MINIWORLD_DIR
+from flexip.presets import get_preset
 
-pytestmark = pytest.mark.skipif(not (MINIWORLD_DIR / "manifest.json").is_file(),
-                                reason="miniworld weights not built yet (flexip miniworld build runs/miniworld)")
+PRESET = get_preset("miniworld").folder
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +26,14 @@ def pipe():
 def test_files_match_manifest_and_fit_the_budget():
     from flexip_miniworld.stack.common import file_sha256
 
-    manifest = json.loads((MINIWORLD_DIR / "manifest.json").read_text())
+    manifest = json.loads((PRESET / "manifest.json").read_text())
     files = manifest["files_sha256"]
     assert files, "the manifest lists no files"
     for name, digest in files.items():
-        assert file_sha256(MINIWORLD_DIR / name) == digest, name
-    on_disk = {str(p.relative_to(MINIWORLD_DIR)) for p in MINIWORLD_DIR.rglob("*") if p.is_file()} - {"manifest.json"}
+        assert file_sha256(PRESET / name) == digest, name
+    on_disk = {str(p.relative_to(PRESET)) for p in PRESET.rglob("*") if p.is_file()} - {"manifest.json"}
     assert on_disk == set(files)
-    assert sum((MINIWORLD_DIR / name).stat().st_size for name in files) <= 50 * 2**20
+    assert sum((PRESET / name).stat().st_size for name in files) <= 50 * 2**20
     for stage in ("autoencoder", "clip", "unet", "dino", "eval_clip", "eval_dino", "adapter"):
         record = manifest["stages"][stage]
         assert record["steps"] >= 1 and record["command"] and record["data_hash"], stage
@@ -47,9 +46,7 @@ def test_default_preset_is_miniworld():
 
 
 def test_demo_path_renders_finite_varied_images(pipe):
-    from flexip.presets import demo_setup
-
-    setup = demo_setup("miniworld")
+    setup = get_preset("miniworld").demo()
     references = next(iter(setup.subjects.values()))
     result = pipe(setup.prompts[:2], references, gamma=[0.0, 1.0], num_inference_steps=3, guidance_scale=setup.guidance,
                   generator=torch.Generator().manual_seed(0), output_type="np")
@@ -57,6 +54,17 @@ def test_demo_path_renders_finite_varied_images(pipe):
     assert images.shape == (4, 32, 32, 3)
     assert np.isfinite(images).all()
     assert all(image.std() > 0.01 for image in images)
+
+
+def test_demo_references_are_the_renderers_held_out_identities():
+    """The demo's reference PNGs (data in the preset) are exactly what the miniworld renderer draws."""
+    from flexip_miniworld.identity import make_identity
+    from flexip_miniworld.render import render_image
+
+    setup = get_preset("miniworld").demo()
+    assert list(setup.subjects) == ["heldout-00002 (bird)", "heldout-00008 (bird)"]
+    for index, references in zip((2, 8), setup.subjects.values()):
+        assert np.array_equal(np.asarray(references[0]), np.asarray(render_image(make_identity("heldout", index)).convert("RGB")))
 
 
 def test_gamma_one_is_closer_to_the_reference_than_gamma_zero(pipe):
@@ -67,7 +75,7 @@ def test_gamma_one_is_closer_to_the_reference_than_gamma_zero(pipe):
     from flexip_miniworld.render import render_image
     from flexip_miniworld.scene import SceneText, caption
 
-    dino = load_dino_embedder(str(MINIWORLD_DIR / "eval" / "dino"))
+    dino = load_dino_embedder(str(PRESET / "eval" / "dino"))
     near, far = [], []
     for index in range(4):
         identity = make_identity("heldout", index)

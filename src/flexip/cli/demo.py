@@ -11,7 +11,7 @@ from flexip.devices import resolve_device
 
 
 @click.command(help="Render reference | γ = 0 … 1 for a few subjects and prompts with the offline preset, write a grid PNG, print where it is.")
-@click.option("--base", default=None, help="Preset (default: the shipped default) or a diffusers checkpoint.")
+@click.option("--base", default=None, help="Preset whose demo to run (default: miniworld; tiny-random: random weights, for testing).")
 @click.option("--adapter", default=None, help="Adapter folder (presets bring their own).")
 @click.option("--steps", type=int, default=None, help="Denoising steps (default: the preset's).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -22,12 +22,12 @@ def demo(base, adapter, steps, seed, out_dir, device):
 
     from flexip.data.images import save_image
     from flexip.pipelines import FlexIPPipeline
-    from flexip.presets import DEFAULT_PRESET, demo_setup
+    from flexip.presets import DEFAULT_PRESET, get_preset
     from flexip.visualization import make_grid
 
     start = time.perf_counter()
     name = base or DEFAULT_PRESET
-    setup = demo_setup(name)
+    setup = get_preset(name).demo()  # a preset's reference images and settings, shipped as data
     pipe = FlexIPPipeline.from_pretrained(name, adapter=adapter).to(resolve_device(device))
     gammas = [0.0, 0.25, 0.5, 0.75, 1.0]
     rows, labels = [], []

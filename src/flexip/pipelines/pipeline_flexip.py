@@ -55,21 +55,20 @@ class FlexIPPipeline(DiffusionPipeline):
     def from_pretrained(cls, base_model: str, adapter=None, *, image_encoder: str | None = None, dino_encoder: str | None = None, allow_pickle: bool = False, torch_dtype: torch.dtype | None = None):
         """Load a diffusers SD1.5-family checkpoint and a FlexIP adapter (folder or hub id, or an object).
 
-        `base_model` may also name a preset shipped with FlexIP (see `flexip.presets`). The reference
-        encoders default to the ids recorded in the adapter's config.
+        `base_model` may also name a preset shipped with FlexIP (see `flexip.presets`; `adapter` then defaults
+        to the preset's own). The reference encoders default to a preset's own, else to the ids recorded in
+        the adapter's config.
         """
-        from flexip.presets import is_preset, load_components, load_preset
+        from flexip.loading import default_encoders, load_adapter, load_components
+        from flexip.presets import is_preset
 
-        if is_preset(base_model):
-            return load_preset(base_model, adapter=adapter, torch_dtype=torch_dtype)
-        if adapter is None:
-            raise FlexIPInputError("FlexIPPipeline.from_pretrained needs adapter= (a folder, hub id or FlexIPAdapter)")
-        if not isinstance(adapter, FlexIPAdapter):
-            adapter = FlexIPAdapter.from_pretrained(adapter, allow_pickle=allow_pickle)
-        components = load_components(
-            base_model, image_encoder or adapter.config.image_encoder, dino_encoder or adapter.config.dino_encoder, torch_dtype
-        )
-        return cls(**components, adapter=adapter.to(dtype=torch_dtype))
+        adapter = load_adapter(adapter, base_model, allow_pickle=allow_pickle, torch_dtype=torch_dtype)
+        own = default_encoders(base_model) if is_preset(base_model) else (adapter.config.image_encoder, adapter.config.dino_encoder)
+        components = load_components(base_model, image_encoder or own[0], dino_encoder or own[1], torch_dtype)
+        pipe = cls(**components, adapter=adapter.eval())
+        if is_preset(base_model):  # a shipped preset is part of the package: no progress bars of its own
+            pipe.set_progress_bar_config(disable=True)
+        return pipe
 
     # ---- reusable encoders ----------------------------------------------------------------------
     def reference_encoder(self, multi_reference: str = "mean", fit: str = "center_crop") -> ReferenceEncoder:

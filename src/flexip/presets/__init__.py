@@ -1,91 +1,38 @@
-"""Named, offline-ready stacks that `FlexIPPipeline.from_pretrained(NAME)` and the CLI accept as `--base`.
+"""The preset registry: named, offline-ready stacks shipped as data, `NAME → folder`.
 
-- ``miniworld``: the miniature stack trained by the project on the procedural miniworld (32×32 images;
-  `flexip miniworld build` rebuilds it; folders and manifest in ``presets/miniworld/``, see docs/miniworld.md).
-- ``tiny-random``: toy-size random components (exercise code paths; images are noise).
+A preset is a folder of this package holding `manifest.json` (what it is, how it was made) and the
+components in their standard formats, which load through the very same code as a user's folders:
+
+    base/           a diffusers StableDiffusionPipeline folder (unet, vae, text_encoder, tokenizer, scheduler)
+    image_encoder/  CLIPVisionModelWithProjection (+ image processor)    FlexIP's c_cls
+    dino/           Dinov2Model (+ image processor)                      FlexIP's F_dino
+    adapter/        FlexIPAdapter.save_pretrained (optional)
+    demo/, demo.json  reference images and settings for `flexip demo` (optional)
+
+An id `NAME:SUBFOLDER` (e.g. `miniworld:image_encoder`) names a folder inside preset NAME, the way
+`h94/IP-Adapter:models/image_encoder` names a subfolder of a hub repository. Shipped:
+- ``miniworld``: the miniature stack trained by the project on its procedural world (32×32 images;
+  see docs/miniworld.md; rebuilt by `flexip miniworld build`, from the separate flexip_miniworld package);
+- ``tiny-random``: toy-size random components (exercise code paths; images are noise), written by
+  `flexip.testing.save_tiny_preset`.
+This module reads files only: it imports no model code.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from flexip.errors import FlexIPInputError
 
-PRESETS = ("miniworld", "tiny-random")
-MINIWORLD_DIR = Path(__file__).parent / "miniworld"
-DEFAULT_PRESET = "miniworld" if (MINIWORLD_DIR / "manifest.json").is_file() else "tiny-random"
+PRESETS_ROOT = Path(__file__).parent
+MANIFEST = "manifest.json"
+DEFAULT_PRESET = "miniworld"
 
 
-def is_preset(name) -> bool:
-    return isinstance(name, str) and name in PRESETS
-
-
-def load_components(base: str, image_encoder: str | None = None, dino_encoder: str | None = None, torch_dtype=None) -> dict:
-    """Every frozen component of a FlexIP pipeline (no adapter): vae, text_encoder, tokenizer, unet, scheduler,
-    image_encoder, feature_extractor, dino_encoder, dino_processor.
-
-    `base` is a preset name or a diffusers SD1.5-family checkpoint (folder or hub id); the encoder ids
-    default to the SPEC's reference encoders (OpenCLIP ViT-H/14 from h94/IP-Adapter, DINOv2-L)."""
-    if base == "tiny-random":
-        from flexip.presets.tiny_random import tiny_base_components, tiny_reference_encoders
-
-        components = {**tiny_base_components(), **tiny_reference_encoders()}
-    elif base == "miniworld":  # plain local folders, through the same path as any checkpoint
-        root = miniworld_dir()
-        with _quiet_loading():
-            return load_components(str(root / "base"), image_encoder or str(root / "image_encoder"), dino_encoder or str(root / "dino"), torch_dtype)
-    else:
-        from diffusers import StableDiffusionPipeline
-
-        from flexip.encoders.loading import load_dino_encoder, load_image_encoder
-        from flexip.models.adapter import DEFAULT_DINO_ENCODER, DEFAULT_IMAGE_ENCODER
-
-        try:
-            sd = StableDiffusionPipeline.from_pretrained(base, safety_checker=None, requires_safety_checker=False, torch_dtype=torch_dtype)
-        except (OSError, ValueError) as error:
-            from flexip.errors import CheckpointError
-
-            raise CheckpointError(f"cannot load base model {base!r}: {error}") from None
-        clip_model, clip_processor = load_image_encoder(image_encoder or DEFAULT_IMAGE_ENCODER, torch_dtype)
-        dino_model, dino_processor = load_dino_encoder(dino_encoder or DEFAULT_DINO_ENCODER, torch_dtype)
-        components = dict(
-            vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet, scheduler=sd.scheduler,
-            image_encoder=clip_model, feature_extractor=clip_processor, dino_encoder=dino_model, dino_processor=dino_processor,
-        )
-    if torch_dtype is not None:
-        for value in components.values():
-            if hasattr(value, "parameters"):
-                value.to(dtype=torch_dtype)
-    return components
-
-
-def load_preset(name: str, adapter=None, torch_dtype=None):
-    if name == "tiny-random":
-        from flexip.models.adapter import FlexIPAdapter
-        from flexip.presets.tiny_random import tiny_pipeline
-
-        if adapter is not None and not isinstance(adapter, FlexIPAdapter):
-            adapter = FlexIPAdapter.from_pretrained(adapter)
-        pipe = tiny_pipeline(adapter=adapter)
-        return pipe.to(dtype=torch_dtype) if torch_dtype is not None else pipe
-    if name == "miniworld":
-        from flexip.models.adapter import FlexIPAdapter
-        from flexip.pipelines.pipeline_flexip import FlexIPPipeline
-
-        if not isinstance(adapter, FlexIPAdapter):
-            with _quiet_loading():
-                adapter = FlexIPAdapter.from_pretrained(str(adapter or miniworld_dir() / "adapter"))
-        pipe = FlexIPPipeline(**load_components("miniworld", torch_dtype=torch_dtype), adapter=adapter.eval())
-        if torch_dtype is not None:
-            pipe.adapter.to(dtype=torch_dtype)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
-    raise FlexIPInputError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
-
-
-@dataclass
+@dataclass(frozen=True)
 class DemoSetup:
     subjects: dict  # name -> list of reference PIL images
     prompts: list[str]
@@ -94,70 +41,83 @@ class DemoSetup:
     note: str
 
 
-@contextmanager
-def _quiet_loading():
-    """No progress bars or backend notices while a shipped preset loads (it is part of the package)."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    folder: Path
 
-    diffusers_bars = diffusers_logging.is_progress_bar_enabled()
-    transformers_bars = transformers_logging.is_progress_bar_enabled()
-    verbosity = transformers_logging.get_verbosity()
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        transformers_logging.set_verbosity(verbosity)
-        if diffusers_bars:
-            diffusers_logging.enable_progress_bar()
-        if transformers_bars:
-            transformers_logging.enable_progress_bar()
+    @cached_property
+    def manifest(self) -> dict:
+        path = self.folder / MANIFEST
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise FlexIPInputError(f"the {self.name!r} preset's {MANIFEST} is damaged ({error}); reinstall flexip") from None
+        if not isinstance(value, dict):
+            raise FlexIPInputError(f"the {self.name!r} preset's {MANIFEST} is not a JSON object; reinstall flexip")
+        return value
+
+    def path(self, subfolder: str) -> Path:
+        """A folder inside the preset; a clear error if the preset lacks it."""
+        path = self.folder / subfolder
+        if not path.exists():
+            raise FlexIPInputError(f"preset {self.name!r} has no {subfolder!r} (it has: {', '.join(sorted(p.name for p in self.folder.iterdir()))})")
+        return path
+
+    @property
+    def adapter_dir(self) -> Path | None:
+        return self.folder / "adapter" if (self.folder / "adapter").is_dir() else None
+
+    @property
+    def adapter_defaults(self) -> dict:
+        """FlexIPAdapter settings a fresh adapter for this base takes unless told otherwise (tiny widths, ...)."""
+        return dict(self.manifest.get("adapter_defaults", {}))
+
+    def demo(self) -> DemoSetup:
+        """The reference subjects and prompts `flexip demo` renders with this preset."""
+        from PIL import Image
+
+        path = self.folder / "demo.json"
+        if not path.is_file():
+            raise FlexIPInputError(f"preset {self.name!r} has no demo (no demo.json)")
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        subjects = {}
+        for name, files in spec["subjects"].items():
+            images = []
+            for file in files:
+                with Image.open(self.folder / file) as image:
+                    images.append(image.convert("RGB"))
+            subjects[name] = images
+        return DemoSetup(subjects, list(spec["prompts"]), int(spec["steps"]), float(spec["guidance"]), spec["note"])
 
 
-def miniworld_dir() -> Path:
-    """The shipped miniworld preset folder; an error that says how to build it when it is missing."""
-    if not (MINIWORLD_DIR / "manifest.json").is_file():
-        raise FlexIPInputError(
-            f"the miniworld preset is not built ({MINIWORLD_DIR} has no manifest.json); "
-            "run `flexip miniworld build runs/miniworld` or use --base tiny-random"
-        )
-    return MINIWORLD_DIR
+def available_presets() -> list[str]:
+    """Names of the presets installed with this package (folders holding a manifest)."""
+    return sorted(path.name for path in PRESETS_ROOT.iterdir() if (path / MANIFEST).is_file())
 
 
-#: `flexip demo` on the miniworld: held-out identities (never trained on), their class noun, prompts.
-MINIWORLD_DEMO = {"subjects": (2, 8), "prompts": ("a {noun} on the beach", "a {noun} in the snow", "a red {noun} at night"),
-                  "steps": 12, "guidance": 3.0}
+def is_preset(name) -> bool:
+    """Whether `name` is the name of an installed preset (a plain string, no path separators)."""
+    return isinstance(name, str) and _plain_name(name) and (PRESETS_ROOT / name / MANIFEST).is_file()
 
 
-def miniworld_demo_subjects(indices=MINIWORLD_DEMO["subjects"], world_seed: int = 0) -> dict:
-    """Held-out identities rendered by the world renderer on the plain backdrop, as reference images."""
-    from flexip_miniworld.identity import make_identity
-    from flexip_miniworld.render import render_image
-
-    subjects = {}
-    for index in indices:
-        identity = make_identity("heldout", index, world_seed)
-        subjects[f"{identity.name} ({identity.noun})"] = [render_image(identity)]
-    return subjects
+def _plain_name(name: str) -> bool:
+    return name not in ("", ".", "..") and not any(separator in name for separator in ("/", "\\", ":"))
 
 
-def demo_setup(name: str) -> DemoSetup:
-    """Reference subjects and prompts that `flexip demo` renders with preset `name`."""
-    if name == "tiny-random":
-        from flexip.presets.tiny_random import demo_subjects
+def get_preset(name: str) -> Preset:
+    """The installed preset `name`; a clear error if it is unknown or not installed (never a fallback)."""
+    if not is_preset(name):
+        available = ", ".join(available_presets()) or "none"
+        if isinstance(name, str) and _plain_name(name) and (PRESETS_ROOT / name).is_dir():
+            raise FlexIPInputError(f"preset {name!r} is not installed completely (no {MANIFEST}); reinstall flexip. Installed: {available}")
+        raise FlexIPInputError(f"unknown preset {name!r}; installed: {available}")
+    return Preset(name, PRESETS_ROOT / name)
 
-        return DemoSetup(demo_subjects(), ["a blob in the snow", "a red blob on the beach"], steps=4, guidance=5.0,
-                         note="preset tiny-random: RANDOM weights, so the images are noise; this only shows the code path runs.")
-    if name == "miniworld":
-        from flexip_miniworld.identity import make_identity
 
-        nouns = {make_identity("heldout", i).noun for i in MINIWORLD_DEMO["subjects"]}
-        noun = sorted(nouns)[0] if len(nouns) == 1 else "{noun}"
-        subjects = miniworld_demo_subjects()
-        prompts = [p.format(noun=noun) for p in MINIWORLD_DEMO["prompts"]]
-        return DemoSetup(subjects, prompts, steps=MINIWORLD_DEMO["steps"], guidance=MINIWORLD_DEMO["guidance"],
-                         note="preset miniworld: a 32×32 stack trained from scratch by `flexip miniworld build`; "
-                              "references are held-out identities the adapter never saw (see docs/miniworld.md).")
-    raise FlexIPInputError(f"no demo for {name!r}; available: {', '.join(PRESETS)}")
+def resolve_preset_id(model_id: str) -> str:
+    """`NAME:SUBFOLDER` of an installed preset → that folder's path; any other id is returned unchanged."""
+    name, separator, subfolder = str(model_id).partition(":")
+    if separator and is_preset(name):
+        return str(get_preset(name).path(subfolder))
+    return str(model_id)

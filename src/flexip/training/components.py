@@ -7,7 +7,9 @@ import logging
 import torch
 
 from flexip.errors import FlexIPInputError
-from flexip.models.adapter import DEFAULT_DINO_ENCODER, DEFAULT_IMAGE_ENCODER, FlexIPAdapter
+from flexip.loading import default_encoders, load_adapter, load_components
+from flexip.models.adapter import FlexIPAdapter
+from flexip.presets import get_preset, is_preset
 from flexip.training.config import ModelConfig
 
 logger = logging.getLogger(__name__)
@@ -16,7 +18,7 @@ logger = logging.getLogger(__name__)
 def load_frozen_components(model: ModelConfig) -> dict:
     """vae, text_encoder, tokenizer, unet, scheduler, image_encoder, feature_extractor, dino_encoder,
     dino_processor, in eval mode with requires_grad off (still where and how they were loaded)."""
-    from flexip.presets import load_components
+    from flexip.loading import load_components
 
     components = load_components(model.base, model.image_encoder, model.dino_encoder)
     for value in components.values():
@@ -35,17 +37,14 @@ def build_adapter(model: ModelConfig, components: dict, seed: int) -> FlexIPAdap
     """A fresh adapter for the base UNet (deterministic for a seed), or `model.init_adapter` loaded."""
     unet = components["unet"]
     if model.init_adapter is not None:
-        adapter = FlexIPAdapter.from_pretrained(model.init_adapter)
+        adapter = load_adapter(model.init_adapter)
         adapter.check_compatible(unet)
     else:
-        overrides = dict(model.adapter)
-        if model.base == "tiny-random":
-            from flexip.presets.tiny_random import TINY_ADAPTER_CONFIG
-
-            overrides = {**TINY_ADAPTER_CONFIG, **overrides}
-        else:
-            overrides.setdefault("image_encoder", model.image_encoder or DEFAULT_IMAGE_ENCODER)
-            overrides.setdefault("dino_encoder", model.dino_encoder or DEFAULT_DINO_ENCODER)
+        # a preset base may bring adapter defaults (tiny-random: toy widths); the config's overrides win
+        overrides = {**(get_preset(model.base).adapter_defaults if is_preset(model.base) else {}), **model.adapter}
+        image_default, dino_default = default_encoders(model.base)
+        overrides.setdefault("image_encoder", model.image_encoder or image_default)
+        overrides.setdefault("dino_encoder", model.dino_encoder or dino_default)
         clip_dim = components["image_encoder"].config.projection_dim
         dino_dim = components["dino_encoder"].config.hidden_size
         with torch.random.fork_rng(devices=[]):
@@ -72,7 +71,7 @@ def check_resolution(resolution: int, components: dict) -> None:
 
 def load_dataset(config):
     """The manifest's records as a FlexIPDataset; an empty or invalid manifest fails here, at start."""
-    from flexip.data.datasets import FlexIPDataset, ModalityMixSampler
+    from flexip.data import FlexIPDataset, ModalityMixSampler
     from flexip.data.manifest import load_manifest
 
     records = load_manifest(config.data.manifest)
@@ -118,7 +117,10 @@ def dino_layer(model: ModelConfig) -> int:
         import json
         from pathlib import Path
 
-        config_path = Path(model.init_adapter) / FlexIPAdapter.config_name
+        from flexip.presets import resolve_preset_id
+
+        config_path = Path(resolve_preset_id(model.init_adapter)) / FlexIPAdapter.config_name
         if config_path.is_file():
             return int(json.loads(config_path.read_text()).get("dino_layer", -1))
-    return int(model.adapter.get("dino_layer", -1))
+    defaults = get_preset(model.base).adapter_defaults if is_preset(model.base) else {}
+    return int({**defaults, **model.adapter}.get("dino_layer", -1))

@@ -18,6 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
+from flexip.paths import portable_path
 from flexip_miniworld.stack.common import atomic_write_json, derived_output, folder_hashes
 
 SIZE_LIMIT_BYTES = 50 * 1024 * 1024
@@ -92,4 +93,4 @@ def ship(work: Path, preset_dir: Path, log=print) -> dict:
     staging.rename(preset_dir)
     shutil.rmtree(old, ignore_errors=True)
     log(f"[ship] {len(files)} files, {size / 2**20:.2f} MiB → {preset_dir}")
-    return {"output": str(preset_dir), "total_bytes": size, "files": len(files)}
+    return {"output": portable_path(preset_dir), "total_bytes": size, "files": len(files)}

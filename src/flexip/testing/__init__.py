@@ -1,8 +1,11 @@
-"""The tiny random stack: every component of a FlexIP pipeline at toy size, built from configs.
+"""Toy-size FlexIP components built from configs, for tests and benchmarks (like diffusers' testing utils).
 
-Random weights, so images are noise-like; it exists to exercise every code path offline in seconds
-(tests, and `make demo` before trained miniature weights exist). The tokenizer is a byte-level CLIP
-tokenizer with no merges, shipped in `tiny_tokenizer/` (514 tokens).
+Random weights, so images are noise-like; they exercise every code path offline in seconds. The same
+stack, saved once with `save_tiny_preset`, is the `tiny-random` preset (`flexip.presets`), so that
+`--base tiny-random` loads it as data through the ordinary loading path. The tokenizer is a byte-level
+CLIP tokenizer with no merges, shipped in `tiny_tokenizer/` (514 tokens).
+
+    python -m flexip.testing src/flexip/presets/tiny-random     # rewrite the preset folder
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def tiny_reference_encoders(seed: int = 0) -> dict:
 TINY_ADAPTER_CONFIG = dict(
     num_global_tokens=2, num_queries=4, preservation_depth=1, preservation_width=32, preservation_heads=4,
     num_visual_tokens=2, personalization_depth=1, personalization_heads=4,
-    image_encoder="tiny-random", dino_encoder="tiny-random",
+    image_encoder="tiny-random:image_encoder", dino_encoder="tiny-random:dino",
 )
 
 
@@ -97,6 +100,38 @@ def tiny_pipeline(seed: int = 0, adapter=None):
     return pipe
 
 
+def save_tiny_preset(folder, seed: int = 0) -> Path:
+    """Write the tiny random stack as a preset folder (base/, image_encoder/, dino/, adapter/, demo, manifest)."""
+    import json
+
+    from diffusers import StableDiffusionPipeline
+
+    from flexip.atomic import write_text
+
+    folder = Path(folder)
+    base = tiny_base_components(seed)
+    encoders = tiny_reference_encoders(seed)
+    StableDiffusionPipeline(**base, safety_checker=None, feature_extractor=None, requires_safety_checker=False).save_pretrained(folder / "base")
+    encoders["image_encoder"].save_pretrained(folder / "image_encoder")
+    encoders["feature_extractor"].save_pretrained(folder / "image_encoder")
+    encoders["dino_encoder"].save_pretrained(folder / "dino")
+    encoders["dino_processor"].save_pretrained(folder / "dino")
+    tiny_adapter(base["unet"], seed).save_pretrained(folder / "adapter")
+    references = {}
+    for name, images in demo_subjects().items():
+        references[name] = [f"demo/{name}.png"]
+        (folder / "demo").mkdir(exist_ok=True)
+        images[0].save(folder / "demo" / f"{name}.png")
+    demo = {"subjects": references, "prompts": ["a blob in the snow", "a red blob on the beach"], "steps": 4, "guidance": 5.0,
+            "note": "preset tiny-random: RANDOM weights, so the images are noise; this only shows the code path runs."}
+    write_text(folder / "demo.json", json.dumps(demo, indent=2) + "\n")
+    manifest = {"name": "tiny-random", "description": "Toy-size random components built from configs (flexip.testing.save_tiny_preset); "
+                "images are noise. For exercising code paths offline.", "seed": seed,
+                "adapter_defaults": {k: v for k, v in TINY_ADAPTER_CONFIG.items()}}
+    write_text(folder / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return folder
+
+
 def demo_subjects() -> dict:
     """Two simple drawn subjects (a striped disc, a dotted square) for the random-weights demo."""
     from PIL import Image, ImageDraw
@@ -110,3 +145,4 @@ def demo_subjects() -> dict:
             draw.line((offset, 14, offset, 50), fill=accent, width=2)
         subjects[name] = [image]
     return subjects
+
