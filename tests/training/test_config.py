@@ -40,6 +40,11 @@ def test_overrides_and_yaml_round_trip(tmp_path):
     ("data: {manifest: m.jsonl}\noptim: {learning_rate: 1}\n", [], "optim.learning_rate"),
     ("data: {manifest: m.jsonl}\nmodels: {}\n", [], "unknown config key models"),
     ("data: {manifest: m.jsonl}\n", ["optim.lr=fast"], "optim.lr: expected a number"),
+    ("data: {manifest: m.jsonl}\n", ["optim.lrr=1"], "unknown config key optim.lrr; optim has: batch_size, betas"),
+    ("data: {manifest: m.jsonl}\n", ["optim.lr=true"], "optim.lr: expected a number, got True"),
+    ("data: {manifest: m.jsonl}\n", ["optim.max_steps=true"], "optim.max_steps: expected an integer, got True"),
+    ("data: {manifest: m.jsonl}\n", ["logging.validation_guidance=.nan"], "logging.validation_guidance: expected a number, got nan"),
+    ("data: {manifest: m.jsonl}\n", ["data.mix.video=x"], "data.mix.video: expected a number, got 'x'"),
     ("data: {manifest: m.jsonl}\n", ["optim.batch_size=2.5"], "optim.batch_size: expected an integer"),
     ("data: {manifest: m.jsonl}\n", ["runtime.gradient_checkpointing=1"], "true/false"),
     ("data: {manifest: m.jsonl}\n", ["runtime.mixed_precision=fp8"], "one of"),
@@ -63,6 +68,12 @@ def test_invalid_configs_name_the_problem(tmp_path, text, overrides, message):
     with pytest.raises(FlexIPInputError, match=None) as error:
         load_config(write(tmp_path, text), overrides)
     assert message in str(error.value)
+
+
+def test_numbers_keep_their_types(tmp_path):
+    config = load_config(write(tmp_path, "data: {manifest: m.jsonl}\noptim: {lr: 1e-4, max_steps: 7, grad_clip: 1}\ncache:\n"))
+    assert config.optim.lr == 1e-4 and type(config.optim.max_steps) is int and type(config.optim.grad_clip) is float
+    assert config.cache.path is None  # an empty section takes its defaults
 
 
 def test_missing_file_and_python_construction_validates(tmp_path):

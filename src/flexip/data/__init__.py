@@ -1,7 +1,18 @@
 """Training data: manifests, video reading, reference augmentation, datasets and the modality sampler.
 
-Depends on nothing else in the package except `flexip.errors`. The format and folder conventions are
-documented in docs/data.md. Typical use by a trainer:
+Modules, in the order data flows:
+    manifest        the JSONL manifest: typed records (image, clip, multi-view capture), load / write
+    build_manifest  a manifest from folders of media and captions
+    images, video   images read safely as 8-bit RGB (and saved); clips read and written with PyAV
+    augment         reference augmentation (crop, flip, jitter, subject isolation), target preprocessing
+    samples         one record + a generator → one sample (reference, target, caption); why records skip
+    datasets        the torch Dataset: samples by index, replacement of unusable records, skip counts
+    seeding         the derived generators that make every draw reproducible (exact resume)
+    sampler         the modality-mixing sampler (image : video ratio)
+    collate         the DataLoader collate function that keeps PIL images
+
+Depends on nothing else in the package but the leaf modules `flexip.errors` and `flexip.atomic`. The
+format and folder conventions are documented in docs/data.md. Typical use by a trainer:
 
     records = load_manifest("data/manifest.jsonl")
     dataset = FlexIPDataset(records, seed=0, min_gap=1, max_gap=8)
@@ -40,12 +51,14 @@ _EAGER = [
 
 # Heavy modules (torch, PyAV, numpy, Pillow) are imported on first use.
 _LAZY = {
-    # datasets.py: samples, sampler, collation
-    "SKIP_REASONS": "flexip.data.datasets",
+    # datasets.py, samples.py, sampler.py, collate.py, seeding.py: samples, their sampler and collation
     "FlexIPDataset": "flexip.data.datasets",
-    "ModalityMixSampler": "flexip.data.datasets",
-    "collate_samples": "flexip.data.datasets",
-    "derived_rng": "flexip.data.datasets",
+    "SKIP_REASONS": "flexip.data.samples",
+    "SampleBuilder": "flexip.data.samples",
+    "UnusableRecord": "flexip.data.samples",
+    "ModalityMixSampler": "flexip.data.sampler",
+    "collate_samples": "flexip.data.collate",
+    "derived_rng": "flexip.data.seeding",
     # augment.py: reference augmentation, target preprocessing
     "NO_AUGMENT": "flexip.data.augment",
     "ReferenceAugment": "flexip.data.augment",

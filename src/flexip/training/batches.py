@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from torch.utils.data import DataLoader, Dataset
 
-from flexip.data.datasets import ModalityMixSampler
+from flexip.data.sampler import ModalityMixSampler
 
 
 def epoch_draws(num_records: int, batch_size: int, num_replicas: int = 1) -> int:

@@ -4,8 +4,8 @@
     print(config.to_yaml())          # the full, resolved config; written into every checkpoint
 
 Every section is a dataclass whose `__post_init__` checks ranges, so a config built in Python is
-checked exactly like one read from a file. Reading a file also checks that every key exists and every
-value has the declared type; errors name the key (`optim.lr: expected a number, got 'fast'`).
+checked exactly like one read from a file. Reading a file (`config_loading`) also checks that every key
+exists and every value has the declared type; errors name the key (`optim.lr: expected a number, got 'fast'`).
 Relative paths (manifest, output folder, cache) are relative to the working directory.
 """
 
@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 
 from flexip.errors import FlexIPInputError
+from flexip.gate import sweep_values
+from flexip.training.config_loading import build_config, read_config
 
 #: FlexIPAdapter constructor arguments a config may set under `model.adapter`; the others (target
 #: layers, widths, encoder ids, version) are read from the frozen models.
@@ -204,7 +204,8 @@ class LoggingConfig:
     tensorboard: bool = True
     progress_bar: bool = True
     validate_every: int = 500  # steps between validation grids (0: never)
-    validation_gammas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    # the γ columns of a validation grid: a list of numbers, or γ text such as "0,0.25,0.5" (read by flexip.gate)
+    validation_gammas: list[float] | str = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     validation_prompts: list[str] = field(default_factory=list)  # empty: each reference's own caption
     validation_references: list[str] = field(default_factory=list)  # images; empty: the first sample of each modality
     validation_steps: int = 20  # denoising steps of a validation render
@@ -216,8 +217,7 @@ class LoggingConfig:
         _check(bool(self.output_dir.strip()), "logging.output_dir must not be empty")
         _check(self.log_every >= 1, f"logging.log_every must be ≥ 1, got {self.log_every}")
         _check(self.validate_every >= 0, f"logging.validate_every must be ≥ 0, got {self.validate_every}")
-        _check(bool(self.validation_gammas), "logging.validation_gammas must not be empty")
-        _check(all(0 <= g <= 1 for g in self.validation_gammas), f"logging.validation_gammas must be in [0, 1], got {self.validation_gammas}")
+        self.validation_gammas = list(sweep_values(self.validation_gammas, "logging.validation_gammas"))
         _check(self.validation_steps >= 1, f"logging.validation_steps must be ≥ 1, got {self.validation_steps}")
         _check(self.checkpoint_every >= 1, f"logging.checkpoint_every must be ≥ 1, got {self.checkpoint_every}")
         _check(self.keep_checkpoints is None or self.keep_checkpoints >= 1,
@@ -270,7 +270,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
-        return _build(cls, values, "")
+        """A raw mapping (sections of plain values, as read from YAML) → a validated config."""
+        return build_config(cls, values)
 
 
 def _plain(value):
@@ -281,168 +282,7 @@ def _plain(value):
     return value
 
 
-# ---- reading: YAML + `a.b=value` overrides → typed, validated dataclasses ----------------------------
-
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML config (or start from the defaults when `path` is None), apply `section.key=value`
     overrides (values in YAML syntax: `optim.lr=1e-4`, `logging.validation_gammas=[0,0.5,1]`), validate."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FlexIPInputError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise FlexIPInputError(f"{path} is not valid YAML: {error}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise FlexIPInputError(f"{path}: expected a mapping of sections (model, data, optim, ...), got {type(loaded).__name__}")
-        raw = loaded or {}
-    for override in overrides:
-        apply_override(raw, override)
-    return TrainConfig.from_dict(raw)
-
-
-def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Set `section.key=value` (or deeper, `model.adapter.num_queries=8`) in a raw config mapping."""
-    key, separator, text = override.partition("=")
-    if not separator or not key.strip():
-        raise FlexIPInputError(f"an override is KEY=VALUE (e.g. optim.lr=1e-4), got {override!r}")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        value = text
-    parts = key.strip().split(".")
-    node = raw
-    for depth, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:  # start from the default mapping: `data.mix.video=0.7` keeps mix.image
-            child = node[part] = dict(_default_mapping(parts[: depth + 1]))
-        if not isinstance(child, dict):
-            raise FlexIPInputError(f"override {override!r}: {part} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def _default_mapping(path: list[str]) -> Mapping[str, Any]:
-    """The default value at a dotted path of TrainConfig when it is a mapping (a section or a dict field)."""
-    cls = TrainConfig
-    for index, name in enumerate(path):
-        match = next((f for f in dataclasses.fields(cls) if f.name == name), None) if dataclasses.is_dataclass(cls) else None
-        if match is None:
-            return {}
-        hint = typing.get_type_hints(cls)[name]
-        if dataclasses.is_dataclass(hint):
-            cls = hint
-            continue
-        if index != len(path) - 1:
-            return {}
-        if match.default_factory is not dataclasses.MISSING:
-            default = match.default_factory()
-        else:
-            default = None if match.default is dataclasses.MISSING else match.default
-        return default if isinstance(default, Mapping) else {}
-    return {}
-
-
-def _build(cls, values: Any, prefix: str):
-    where = prefix.rstrip(".") or "config"
-    if values is None:
-        values = {}
-    if not isinstance(values, Mapping):
-        raise FlexIPInputError(f"{where}: expected a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise FlexIPInputError(f"unknown config key {prefix}{unknown[0]}; {where} has: {', '.join(sorted(fields))}")
-    for f in dataclasses.fields(cls):
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if required and f.name not in values:
-            if dataclasses.is_dataclass(hints[f.name]):
-                values = {**values, f.name: {}}  # so that the message names the innermost missing key
-            else:
-                raise FlexIPInputError(f"{prefix}{f.name} is required")
-    kwargs = {name: _convert(value, hints[name], f"{prefix}{name}") for name, value in values.items()}
-    return cls(**kwargs)
-
-
-def _describe(hint) -> str:
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", type(None): "null"}
-    if hint in names:
-        return names[hint]
-    if origin in (list, tuple):
-        return "a list"
-    if origin is dict:
-        return "a mapping"
-    return getattr(hint, "__name__", str(hint))
-
-
-def _convert(value: Any, hint, key: str):
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    wrong = FlexIPInputError(f"{key}: expected {_describe(hint)}, got {value!r}")
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, f"{key}.")
-    if origin in (Union, types.UnionType):
-        if value is None:
-            if type(None) in args:
-                return None
-            raise wrong
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, key)
-            except FlexIPInputError:
-                continue
-        raise wrong
-    if hint is Any:
-        return value
-    if origin is Literal:
-        if value not in args:
-            raise wrong
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise wrong
-        return value
-    if hint is int:
-        if isinstance(value, str):
-            try:
-                value = int(value)
-            except ValueError:
-                raise wrong from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise wrong
-        return value
-    if hint is float:
-        if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise wrong from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise wrong
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise wrong
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise FlexIPInputError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_convert(item, arg, f"{key}[{i}]") for i, (item, arg) in enumerate(zip(value, args)))
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise wrong
-        return [_convert(item, args[0], f"{key}[{i}]") for i, item in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise wrong
-        return {str(k): _convert(v, args[1], f"{key}.{k}") for k, v in value.items()}
-    raise TypeError(f"unsupported config type {hint} for {key}")  # a bug in this module, not user input
+    return read_config(TrainConfig, path, overrides)

@@ -11,7 +11,7 @@ from collections import Counter
 
 import torch
 
-from flexip.data.datasets import SKIP_REASONS
+from flexip.data.samples import SKIP_REASONS
 
 MODALITIES = ("image", "video")
 
