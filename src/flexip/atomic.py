@@ -44,6 +44,13 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def write_json(path: str | os.PathLike, value) -> Path:
+    """`value` as indented JSON (one trailing newline), written atomically."""
+    import json
+
+    return write_text(path, json.dumps(value, indent=2) + "\n")
+
+
 def replace_directory(temporary: str | os.PathLike, final: str | os.PathLike) -> Path:
     """Move the finished folder `temporary` to `final`; an existing `final` is kept aside until the new one is
     in place, then removed."""

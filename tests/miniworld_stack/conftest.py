@@ -17,7 +17,7 @@ def tiny_world(tmp_path_factory):
 
 
 def budget(steps: int):
-    from flexip_miniworld.stack.common import Budget
+    from flexip_miniworld.stack.loop import Budget
 
     return Budget(max_steps=steps, checkpoint_steps=1, log_every=1)
 

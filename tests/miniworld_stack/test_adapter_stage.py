@@ -1,21 +1,24 @@
-"""The adapter stage calls the project's own `flexip train` (no parallel trainer) and resumes it."""
+"""The adapter stage runs the project's own trainer in process (no parallel trainer, no subprocess) and
+resumes it; the loss curve continues across sittings."""
 
 from __future__ import annotations
 
-from flexip_miniworld.stack.adapter import read_losses, train_command
+from flexip_miniworld.stack.adapter import CONFIG, command_line, overrides
 
 
-def test_train_command_is_flexip_train(tmp_path):
-    command = train_command(tmp_path, 7, "cpu", resume=True)
-    assert command[1:4] == ["-m", "flexip.cli.main", "train"]
-    assert f"model.base={tmp_path / 'base'}" in command and "optim.max_steps=7" in command
-    assert command[-2:] == ["--resume", "latest"]
+def test_stage_config_ships_inside_the_package_and_loads():
+    from flexip.training import load_config
+
+    assert CONFIG.is_file() and CONFIG.parent.parent.name == "flexip_miniworld"
+    config = load_config(CONFIG, overrides(CONFIG.parent, 7, "cpu"))
+    assert config.optim.max_steps == 7 and config.runtime.device == "cpu"
 
 
-def test_read_losses(tmp_path):
-    log = tmp_path / "train.log"
-    log.write_text("training x\nstep 25: image 0.5 video 0.7 loss 0.6000, lr 1e-3, skipped: none\nstep 50: loss 0.5, lr 1e-3\n")
-    assert read_losses(log) == [[25, 0.6], [50, 0.5]]
+def test_command_line_is_the_equivalent_flexip_train(tmp_path):
+    line = command_line(tmp_path, 7, "cuda:1", resume=True)
+    assert line.startswith("flexip train --config src/flexip_miniworld/configs/adapter.yaml ")
+    assert f"model.base={tmp_path / 'base'}" in line and "optim.max_steps=7" in line and "runtime.device=cuda" in line
+    assert line.endswith("--resume latest")
 
 
 def test_adapter_stage_trains_and_resumes(tiny_stack, tiny):
@@ -30,4 +33,5 @@ def test_adapter_stage_trains_and_resumes(tiny_stack, tiny):
     assert first["steps"] == 1 and second["steps"] == 2
     assert first["seed"] == second["seed"] == 7  # the manifest records the seed trained with
     assert [s for s, _ in second["losses"]] == [1, 2]  # the second sitting continued at step 2
+    assert second["losses"][0] == first["losses"][0]  # the first sitting's curve came back from the checkpoint
     FlexIPAdapter.from_pretrained(str(work / "adapter" / "run" / "adapter"))

@@ -24,7 +24,7 @@ def pipe():
 
 
 def test_files_match_manifest_and_fit_the_budget():
-    from flexip_miniworld.stack.common import file_sha256
+    from flexip.hashing import file_sha256
 
     manifest = json.loads((PRESET / "manifest.json").read_text())
     files = manifest["files_sha256"]

@@ -205,3 +205,16 @@ def test_resume_takes_the_configs_personalization_lr_scale(tmp_path, write_datas
     reset_accelerate()
     with pytest.raises(CheckpointError, match="not to or from 1"):
         Trainer(make_config(manifest, run, optim={"max_steps": 3}), resume="latest")
+
+
+def test_time_limit_ends_at_a_resumable_step_and_the_loss_curve_spans_sittings(tmp_path, write_dataset, make_config, reset_accelerate):
+    from flexip.training import Trainer
+
+    manifest = write_dataset(tmp_path / "data")
+    config = make_config(manifest, tmp_path / "run", logging={"log_every": 1, "checkpoint_every": 1000})
+    first = Trainer(config).train(time_limit=0.0)  # out of time after the first step: it is treated as the last
+    assert first.step == 1 and first.checkpoint is not None and (first.adapter_dir / "config.json").is_file()
+    reset_accelerate()
+    second = Trainer(config, resume="latest").train()
+    assert second.step == config.optim.max_steps
+    assert [step for step, _ in second.loss_curve] == [1, 2, 3, 4] and second.loss_curve[0] == first.loss_curve[0]

@@ -150,6 +150,12 @@ def save_state_tree(tree: Any, directory: Path, name: str) -> None:
     `name.json` (the structure) + `name.safetensors` (the tensors)."""
     tensors: dict[str, torch.Tensor] = {}
     structure = _flatten(tree, name, tensors)
+    storages: set[int] = set()
+    for key, tensor in tensors.items():  # safetensors refuses tensors sharing memory (tied weights): copy repeats
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer in storages and tensor.numel():
+            tensors[key] = tensor.clone()
+        storages.add(pointer)
     save_file(tensors, str(directory / f"{name}.safetensors"))
     (directory / f"{name}.json").write_text(json.dumps(structure, indent=1), encoding="utf-8")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -11,18 +10,13 @@ import torch
 
 from flexip.errors import FlexIPInputError
 from flexip.training.config import OptimConfig, TrainConfig
+from flexip.training.schedules import scheduled_lr
 
 
 def learning_rate(step: int, optim: OptimConfig) -> float:
     """Linear warm-up over `warmup_steps`, then constant, linear decay to 0, or cosine decay to 0."""
-    if step < optim.warmup_steps:
-        return optim.lr * (step + 1) / optim.warmup_steps
     progress = (step - optim.warmup_steps) / max(1, optim.max_steps - optim.warmup_steps)
-    if optim.lr_schedule == "linear":
-        return optim.lr * (1.0 - progress)
-    if optim.lr_schedule == "cosine":
-        return optim.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return optim.lr
+    return scheduled_lr(optim.lr, step, optim.warmup_steps, progress, optim.lr_schedule)
 
 
 def is_personalization_parameter(name: str) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from flexip.data.datasets import ModalityMixSampler, collate_samples
+from flexip.data import ModalityMixSampler, collate_samples
 from flexip.errors import CheckpointError, FlexIPInputError
 from flexip.models.adapter import WEIGHTS_NAME
 from flexip.training import checkpointing as ckpt
@@ -33,7 +33,7 @@ from flexip.training.components import (
     build_adapter, cache_signature, check_resolution, data_signature, load_dataset, load_frozen_components, native_resolution, place_components,
 )
 from flexip.training.config import TrainConfig
-from flexip.training.ema import AdapterEMA
+from flexip.training.ema import EMA
 from flexip.training.features import FeatureEncoder, Features
 from flexip.training.gate_sampling import apply_dropout, sample_dropout, sample_gammas
 from flexip.training.model import FlexIPTrainingModel
@@ -51,6 +51,7 @@ class TrainResult:
     checkpoint: Path | None
     skipped: Counter
     losses: list[float] = field(default_factory=list)  # mean loss of each step of this call (this process)
+    loss_curve: list[list[float]] = field(default_factory=list)  # [step, logged mean loss] over every sitting of the run
     samples_per_second: float = 0.0
 
 
@@ -82,8 +83,9 @@ class Trainer:
                                       betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
         self.model, self.optimizer = accelerator.prepare(FlexIPTrainingModel(self.components["unet"], adapter), optimizer)
         self.adapter = accelerator.unwrap_model(self.model).adapter
-        self.ema = AdapterEMA(self.adapter, cfg.runtime.ema_decay) if cfg.runtime.ema_decay else None
+        self.ema = EMA(self.adapter, cfg.runtime.ema_decay) if cfg.runtime.ema_decay else None
         self.step, self.skipped, self._pending_skips, self.stats = 0, Counter(), Counter(), RunningStats()
+        self.loss_curve: list[list[float]] = []  # [step, mean loss] at every log, kept in the checkpoints
         if checkpoint is not None:
             self._load_checkpoint(checkpoint)
         self.validation_cases = None
@@ -184,8 +186,10 @@ class Trainer:
         return float(per_sample.mean())
 
     # ---- the loop -----------------------------------------------------------------------------------
-    def train(self, on_step_end=None) -> TrainResult:
-        """Run until `optim.max_steps`. `on_step_end(step, trainer)` is called after every step."""
+    def train(self, on_step_end=None, time_limit: float | None = None) -> TrainResult:
+        """Run until `optim.max_steps`. `on_step_end(step, trainer)` is called after every step. With
+        `time_limit` (seconds of this call), the run ends early at the first step past it, as if that step
+        were the last: checkpoint and adapter written, `--resume latest` continues from there."""
         from tqdm.auto import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -211,7 +215,7 @@ class Trainer:
                 result.losses.append(loss)
                 bar.update()
                 bar.set_postfix(loss=f"{loss:.4f}")
-                last = self.step == cfg.optim.max_steps
+                last = self.step == cfg.optim.max_steps or (time_limit is not None and time.perf_counter() - started >= time_limit)
                 if self.step % cfg.logging.log_every == 0 or last:
                     self.log()
                 if cfg.logging.validate_every and (self.step % cfg.logging.validate_every == 0 or last):
@@ -220,6 +224,8 @@ class Trainer:
                     result.checkpoint = self.save_checkpoint()
                 if on_step_end is not None:
                     on_step_end(self.step, self)
+                if last:
+                    break
             bar.close()
             elapsed = time.perf_counter() - started
             samples = (self.step - start_step) * cfg.optim.batch_size * cfg.optim.grad_accum * accelerator.num_processes
@@ -230,7 +236,7 @@ class Trainer:
                        format_skips(self.skipped), result.adapter_dir)
         accelerator.wait_for_everyone()
         accelerator.end_training()
-        result.step, result.skipped = self.step, Counter(self.skipped)
+        result.step, result.skipped, result.loss_curve = self.step, Counter(self.skipped), [list(p) for p in self.loss_curve]
         return result
 
     def log(self) -> None:
@@ -247,6 +253,8 @@ class Trainer:
                 writer = accelerator.get_tracker("tensorboard", unwrap=True)
                 for modality, gammas in self.stats.gamma_values().items():
                     writer.add_histogram(f"gamma/{modality}", gammas, self.step)
+        if "loss" in values:
+            self.loss_curve.append([self.step, values["loss"]])
         losses = " ".join(f"{key.split('/')[-1]} {value:.4f}" for key, value in values.items() if key.startswith("loss"))
         self._info("step %d: %s, lr %.3g, skipped: %s", self.step, losses, values["lr"], format_skips(self.skipped))
         self.stats.reset()
@@ -316,7 +324,7 @@ class Trainer:
             ckpt.save_state_tree(self.accelerator.scaler.state_dict(), state, "grad_scaler")
         ckpt.save_trainer_state(state, {
             "step": self.step, "data": self.stream.state_dict(), "num_processes": self.accelerator.num_processes,
-            "skipped": dict(self.skipped), "ema": self.ema is not None, "flexip_version": __version__,
+            "skipped": dict(self.skipped), "ema": self.ema is not None, "flexip_version": __version__, "loss_curve": self.loss_curve,
         })
 
     def _load_checkpoint(self, checkpoint: Path) -> None:
@@ -338,7 +346,7 @@ class Trainer:
             self.ema.load_state_dict(ckpt.load_state_tree(state_dir, "ema"))
         elif self.ema is not None:
             self._warning("%s has no EMA state: the EMA starts from its weights", checkpoint)
-            self.ema = AdapterEMA(self.adapter, self.config.runtime.ema_decay)
+            self.ema = EMA(self.adapter, self.config.runtime.ema_decay)
         if self.accelerator.scaler is not None and (state_dir / "grad_scaler.json").is_file():
             self.accelerator.scaler.load_state_dict(ckpt.load_state_tree(state_dir, "grad_scaler"))
         if state["num_processes"] != self.accelerator.num_processes:
@@ -346,4 +354,5 @@ class Trainer:
                            state["num_processes"], self.accelerator.num_processes)
         self.stream.load_state_dict(state["data"])
         self.step, self.skipped = int(state["step"]), Counter(state["skipped"])
+        self.loss_curve = [pair for pair in state.get("loss_curve", []) if pair[0] <= self.step]
         self._info("resumed from %s (step %d)", checkpoint, self.step)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from flexip_miniworld.stack.common import Budget, Loop, bind_parent, load_training_images, optimizer_step, stage_summary, to_unit
+from flexip_miniworld.stack.common import bind_parent, load_training_images, optimizer_step, to_unit
+from flexip_miniworld.stack.loop import Budget, Loop, stage_summary
 
 
 @dataclass

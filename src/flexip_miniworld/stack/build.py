@@ -34,7 +34,9 @@ from pathlib import Path
 
 from flexip.errors import FlexIPInputError
 from flexip.devices import resolve_device
-from flexip_miniworld.stack.common import Budget, atomic_write_json, data_hash, folder_hashes
+from flexip.atomic import write_json
+from flexip_miniworld.stack.common import data_hash, folder_hashes
+from flexip_miniworld.stack.loop import Budget
 
 STAGES = ("data", "tokenizer", "autoencoder", "decoder", "clip", "unet", "unet_grow", "dino", "eval_clip", "eval_dino", "adapter", "ship")
 PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "miniworld"
@@ -191,6 +193,6 @@ def build(settings: BuildSettings) -> dict:
             result["weights_sha256"] = {k: v for k, v in folder_hashes(Path(output)).items() if k.endswith((".safetensors", ".json", ".txt"))}
         result["done"] = True
         manifest["stages"][stage] = result
-        atomic_write_json(manifest_path, manifest)
+        write_json(manifest_path, manifest)
         log(f"[{stage}] done in {result['wall_seconds_this_sitting']:.0f} s")
     return manifest

@@ -18,7 +18,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from flexip_miniworld.stack.common import Budget, EMA, Loop, load_training_images, optimizer_step, stage_summary
+from flexip.training.ema import EMA
+from flexip_miniworld.stack.common import load_training_images, optimizer_step
+from flexip_miniworld.stack.loop import Budget, Loop, stage_summary
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from flexip_miniworld.dataset import load_jsonl
 from flexip_miniworld.stack.backgrounds import background_bank, load_subject_masks, swap_backgrounds
-from flexip_miniworld.stack.common import Budget, Loop, load_training_images, optimizer_step, stage_summary
+from flexip_miniworld.stack.common import load_training_images, optimizer_step
+from flexip_miniworld.stack.loop import Budget, Loop, stage_summary
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -19,7 +19,8 @@ import shutil
 from pathlib import Path
 
 from flexip.paths import portable_path
-from flexip_miniworld.stack.common import atomic_write_json, derived_output, folder_hashes
+from flexip.atomic import write_json
+from flexip_miniworld.stack.common import derived_output, folder_hashes
 
 SIZE_LIMIT_BYTES = 50 * 1024 * 1024
 
@@ -85,7 +86,7 @@ def ship(work: Path, preset_dir: Path, log=print) -> dict:
         "stages": stages,
         "files_sha256": files,
     }
-    atomic_write_json(staging / "manifest.json", manifest)
+    write_json(staging / "manifest.json", manifest)
     old = preset_dir.with_name(preset_dir.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if preset_dir.exists():

@@ -27,7 +27,9 @@ from pathlib import Path
 import torch
 
 from flexip.atomic import atomic_path
-from flexip_miniworld.stack.common import Budget, EMA, Loop, bind_parent, load_training_images, optimizer_step, stage_summary, to_unit
+from flexip.training.ema import EMA
+from flexip_miniworld.stack.common import bind_parent, load_training_images, optimizer_step, to_unit
+from flexip_miniworld.stack.loop import Budget, Loop, stage_summary
 from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target
 
 
