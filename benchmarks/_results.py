@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import platform
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+
+from flexip.atomic import write_text
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADER = "# Benchmark results\n\nWritten by the scripts in this folder; each section says how it was measured.\n"
@@ -26,8 +27,4 @@ def write_section(name: str, markdown: str) -> Path:
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    handle, temporary = tempfile.mkstemp(dir=RESULTS.parent, suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        file.write(text)
-    os.replace(temporary, RESULTS)
-    return RESULTS
+    return write_text(RESULTS, text)

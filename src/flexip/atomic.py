@@ -51,6 +51,21 @@ def write_json(path: str | os.PathLike, value) -> Path:
     return write_text(path, json.dumps(value, indent=2) + "\n")
 
 
+@contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh, empty folder beside `path`; on success it replaces `path` (`replace_directory`), on
+    error it is removed and `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}{TEMPORARY_MARKER}"))
+    try:
+        yield temporary
+        replace_directory(temporary, path)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary)
+
+
 def replace_directory(temporary: str | os.PathLike, final: str | os.PathLike) -> Path:
     """Move the finished folder `temporary` to `final`; an existing `final` is kept aside until the new one is
     in place, then removed."""

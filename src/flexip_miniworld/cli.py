@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from flexip.atomic import atomic_path
 from flexip.errors import FlexIPInputError
 
 
@@ -90,10 +91,8 @@ def preview(out_png, rows, split, size, zoom, seed):
     identities = [make_identity(split, i, seed) for i in range(rows)]
     sheet = contact_sheet(identities, default_sheet_columns(), size=size, zoom=zoom)
     path = Path(out_png)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    sheet.save(tmp, format="PNG", optimize=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as temporary:
+        sheet.save(temporary, format="PNG", optimize=True)
     click.echo(f"wrote {path} ({sheet.width}×{sheet.height})")
 
 
@@ -104,7 +103,7 @@ def preview(out_png, rows, split, size, zoom, seed):
 @click.option("--extend", is_flag=True, help="Continue the selected, finished stages from their checkpoints up to the (larger) --budget-scale.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--budget-scale", default=1.0, show_default=True, help="Multiply every stage's time and step budget.")
-@click.option("--preset-dir", default=None, help="Where `ship` writes the preset [default: the package's presets/miniworld].")
+@click.option("--preset-dir", default=None, help="Where `ship` writes the preset [default: WORKDIR/preset]. To replace the one flexip ships, give src/flexip/presets/miniworld of a checkout.")
 @click.option("--images", default=20000, show_default=True, help="Data stage: captioned training images.")
 @click.option("--videos", default=600, show_default=True, help="Data stage: video clips.")
 @click.option("--multiview", default=300, show_default=True, help="Data stage: multi-view captures.")
@@ -113,13 +112,13 @@ def preview(out_png, rows, split, size, zoom, seed):
 def build(workdir, stages, resume, extend, device, budget_scale, preset_dir, images, videos, multiview, identities, heldout):
     """Train the miniature FlexIP stack from scratch in WORKDIR (datasets, checkpoints, logs) and ship
     it as the `miniworld` preset; WORKDIR/manifest.json records every stage."""
-    from flexip_miniworld.stack.build import PRESET_DIR, STAGES, BuildSettings, DataSettings, build as run_build
+    from flexip_miniworld.stack.build import STAGES, BuildSettings, DataSettings, build as run_build
 
     selected = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(",") if s.strip())
     settings = BuildSettings(
         workdir=Path(workdir), stages=selected, resume=resume, extend=extend, device=device, budget_scale=budget_scale,
         data=DataSettings(images=images, videos=videos, multiview=multiview, identities=identities, heldout=heldout),
-        preset_dir=Path(preset_dir) if preset_dir else PRESET_DIR,
+        preset_dir=Path(preset_dir) if preset_dir else None,
     )
     manifest = run_build(settings)
     for name, record in manifest["stages"].items():

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Literal, Mapping, Union
 
+from flexip.atomic import write_text
 from flexip.errors import FlexIPInputError
 
 Modality = Literal["image", "video"]
@@ -246,8 +246,8 @@ def record_to_json(record: Record, root: str | os.PathLike) -> dict[str, Any]:
 
 
 def write_manifest(entries: Iterable[Record | Mapping[str, Any]], path: str | os.PathLike) -> int:
-    """Write records (or ready JSON dicts) as JSONL, atomically: a temporary file in the same folder,
-    then `os.replace`, so a reader never sees half a manifest. Returns the number of lines written."""
+    """Write records (or ready JSON dicts) as JSONL, atomically (`flexip.atomic`), so a reader never sees
+    half a manifest. Returns the number of lines written."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     root = out.resolve().parent
@@ -256,16 +256,7 @@ def write_manifest(entries: Iterable[Record | Mapping[str, Any]], path: str | os
         if not isinstance(entry, Mapping):
             entry = record_to_json(entry, root)
         lines.append(json.dumps(dict(entry), ensure_ascii=False))
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            for line in lines:
-                handle.write(line + "\n")
-        os.replace(temporary, out)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    write_text(out, "".join(line + "\n" for line in lines))
     return len(lines)
 
 

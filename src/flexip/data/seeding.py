@@ -9,8 +9,12 @@ import random
 from typing import Any
 
 
-def derived_rng(*parts: Any) -> random.Random:
-    """A `random.Random` seeded from a stable hash of `parts` (the same in every process and run,
-    unaffected by PYTHONHASHSEED)."""
+def derived_seed(*parts: Any) -> int:
+    """A 64-bit seed from a stable hash of `parts` (the same in every process and run, unaffected by PYTHONHASHSEED)."""
     digest = hashlib.blake2b(repr(parts).encode("utf-8"), digest_size=8).digest()
-    return random.Random(int.from_bytes(digest, "little"))
+    return int.from_bytes(digest, "little")
+
+
+def derived_rng(*parts: Any) -> random.Random:
+    """A `random.Random` seeded with `derived_seed(*parts)`."""
+    return random.Random(derived_seed(*parts))

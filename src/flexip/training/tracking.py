@@ -6,12 +6,12 @@ Numbers are accumulated between log steps on every process and summed across pro
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 
 import torch
 
 from flexip.data.samples import SKIP_REASONS
+from flexip.data.seeding import derived_seed
 
 MODALITIES = ("image", "video")
 
@@ -19,8 +19,7 @@ MODALITIES = ("image", "video")
 def step_generator(seed: int, step: int, micro_batch: int, rank: int) -> torch.Generator:
     """The CPU generator of every random draw of one micro-batch (timesteps, noise, γ, dropout): derived
     from (seed, step, micro-batch, process) only, so a resumed run draws exactly what a straight one would."""
-    digest = hashlib.blake2b(repr(("train-step", seed, step, micro_batch, rank)).encode(), digest_size=8).digest()
-    return torch.Generator(device="cpu").manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+    return torch.Generator(device="cpu").manual_seed(derived_seed("train-step", seed, step, micro_batch, rank) & (2**63 - 1))
 
 
 def format_skips(counts: Counter) -> str:

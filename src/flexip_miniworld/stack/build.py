@@ -15,7 +15,7 @@ Stages, in order (each reads the outputs of the ones before it from WORKDIR):
     eval_clip    evaluation CLIP (other seed and config)                      WORKDIR/eval_clip/model
     eval_dino    evaluation DINOv2 (other seed and config)                    WORKDIR/eval_dino/model
     adapter      FlexIP adapter via `flexip train` (modality-aware)           WORKDIR/adapter/run/adapter
-    ship         assemble the preset folder + manifest                        PRESET_DIR
+    ship         assemble the preset folder + manifest                        WORKDIR/preset (or --preset-dir)
 
 WORKDIR/manifest.json records, per stage: command, seed, steps, wall time, final loss, loss curve,
 data hash and the sha256 of every weight file. With --resume, finished stages are skipped and an
@@ -39,7 +39,6 @@ from flexip_miniworld.stack.common import data_hash, folder_hashes
 from flexip_miniworld.stack.loop import Budget
 
 STAGES = ("data", "tokenizer", "autoencoder", "decoder", "clip", "unet", "unet_grow", "dino", "eval_clip", "eval_dino", "adapter", "ship")
-PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "miniworld"
 
 
 @dataclass
@@ -77,7 +76,7 @@ class BuildSettings:
     device: str = "auto"
     budget_scale: float = 1.0
     data: DataSettings = field(default_factory=DataSettings)
-    preset_dir: Path = PRESET_DIR
+    preset_dir: Path | None = None  # where `ship` writes the preset; None: WORKDIR/preset (never the installed package)
     budgets: dict = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
     checkpoint_steps: int | None = None  # extra step-based checkpoints (tests)
     log_every: int = 25
@@ -149,7 +148,7 @@ def _run_stage(stage: str, settings: BuildSettings, device, log) -> dict:
     if stage == "ship":
         from flexip_miniworld.stack.ship import ship
 
-        return ship(work, Path(settings.preset_dir), log)
+        return ship(work, Path(settings.preset_dir) if settings.preset_dir else work / "preset", log)
     raise FlexIPInputError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
 
 
