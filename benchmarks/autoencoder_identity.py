@@ -43,10 +43,10 @@ def main() -> None:
 
     from flexip_miniworld.dataset import load_jsonl
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
-    from flexip_miniworld.evaluate import _heldout_rows, identification_accuracy, identification_set
+    from flexip_miniworld.evaluate import heldout_rows, identification_accuracy, identification_set
     from flexip.presets import get_preset
 
-    _heldout_rows(args.data, 0, 40)  # renders the held-out files if missing
+    heldout_rows(args.data, 0, 40)  # renders the held-out files if missing
     heldout = load_jsonl(args.data / "heldout.jsonl")
     references, scenes, subjects = identification_set(args.data, heldout)
     x = torch.from_numpy(np.stack([np.asarray(s) for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1

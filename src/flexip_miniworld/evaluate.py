@@ -43,7 +43,7 @@ PROMPT_ORDER = (0, 1, 2, 3, 6, 7, 8, 9, 4, 5, 10, 11)
 VALIDATION_FIRST = 20
 
 
-def _heldout_rows(data_dir: Path, first: int, subjects: int) -> list[dict]:
+def heldout_rows(data_dir: Path, first: int, subjects: int) -> list[dict]:
     """heldout.jsonl rows `first` … `first + subjects - 1`; the held-out files are rendered first if the
     folder has none (a fresh checkout without the training data)."""
     needed = first + subjects
@@ -149,7 +149,7 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
         raise FlexIPInputError(f"need first >= 0 and subjects >= 1, got first={first}, subjects={subjects}")
     if not 0.0 <= scale <= 4.0:
         raise FlexIPInputError(f"the adapter scale must be in [0, 4], got {scale}")
-    rows = _heldout_rows(data_dir, first, subjects)
+    rows = heldout_rows(data_dir, first, subjects)
     started = time.perf_counter()
     components = load_components(str(preset_dir / "base"), str(preset_dir / "image_encoder"), str(preset_dir / "dino"))
     pipe = FlexIPPipeline(**components, adapter=FlexIPAdapter.from_pretrained(str(preset_dir / "adapter")).eval()).to(device)

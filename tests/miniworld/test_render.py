@@ -10,7 +10,7 @@ from flexip_miniworld.scene import BACKGROUNDS, STYLES, Pose, SceneText, sample_
 
 def _clear_caches():
     compile_sprite.cache_clear()
-    render_module._BACKGROUND_CACHE.clear()
+    render_module.background_canvas.cache_clear()
 
 
 def test_same_inputs_pixel_identical():
@@ -92,3 +92,18 @@ def test_render_speed():
         render(*case)
     rate = 200 / (time.perf_counter() - start)
     assert rate > 100, f"{rate:.0f} renders/s"  # ~700/s on one core of the 2-core dev machine
+
+
+def test_every_word_of_the_vocabulary_has_its_table_entry():
+    """The renderer's tables cover the scene and identity vocabularies exactly (a new word needs its drawing)."""
+    from flexip_miniworld.identity import ACCESSORIES, CLASSES, PATTERNS
+    from flexip_miniworld.render import backgrounds, body_plans, sprite, styles, subject
+    from flexip_miniworld.scene import SHAPES
+
+    assert set(backgrounds.SCENERY) == {None, *BACKGROUNDS}
+    assert set(backgrounds.GRADIENTS) | {"fabric"} == set(backgrounds.SCENERY)
+    assert set(styles.STYLES) == set(STYLES)
+    assert set(subject.SHAPE_CHANGES) == set(SHAPES)
+    assert set(sprite.PATTERNS) == set(PATTERNS)
+    assert set(body_plans.BODY_PLANS) == set(body_plans.PROPORTIONS) == set(CLASSES)
+    assert set(body_plans.ACCESSORIES) == set(ACCESSORIES) - {None}
