@@ -218,3 +218,23 @@ def test_time_limit_ends_at_a_resumable_step_and_the_loss_curve_spans_sittings(t
     second = Trainer(config, resume="latest").train()
     assert second.step == config.optim.max_steps
     assert [step for step, _ in second.loss_curve] == [1, 2, 3, 4] and second.loss_curve[0] == first.loss_curve[0]
+
+
+def test_resume_latest_passes_over_a_damaged_checkpoint_and_continues(tmp_path, write_dataset, make_config, reset_accelerate, caplog):
+    manifest = write_dataset(tmp_path / "data")
+    settings = dict(optim={"max_steps": 4}, logging={"checkpoint_every": 1, "keep_checkpoints": 3})
+    straight = Trainer(make_config(manifest, tmp_path / "straight", **settings)).train()
+    reset_accelerate()
+    config = make_config(manifest, tmp_path / "damaged", **{**settings, "optim": {"max_steps": 3}})
+    Trainer(config).train()
+    reset_accelerate()
+    newest = ckpt.checkpoints_root(tmp_path / "damaged") / "step-000003"
+    (newest / "adapter" / "flexip_adapter.safetensors").write_bytes(b"")  # e.g. the disk filled up
+    with caplog.at_level("WARNING", logger="flexip"):
+        trainer = Trainer(make_config(manifest, tmp_path / "damaged", **settings), resume="latest")
+    assert trainer.step == 2
+    assert "skipping damaged checkpoint step-000003" in caplog.text and "resuming from step-000002" in caplog.text
+    resumed = trainer.train()
+    a, b = load_file(straight.checkpoint / "adapter/flexip_adapter.safetensors"), load_file(resumed.checkpoint / "adapter/flexip_adapter.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert ckpt.checkpoint_problem(resumed.checkpoint.with_name("step-000003")) is None  # rewritten whole

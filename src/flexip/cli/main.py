@@ -21,7 +21,8 @@ class FlexIPGroup(click.Group):
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
         except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
-            click.echo(f"error: {error.strerror or error}: {error.filename}", err=True)
+            where = f": {error.filename}" if error.filename is not None else ""
+            click.echo(f"error: {error.strerror or error}{where}", err=True)
             sys.exit(2)
 
 

@@ -15,7 +15,11 @@ Layout of `OUTPUT_DIR/checkpoints/step-000100/`:
 A checkpoint is written into `step-000100.tmp/` and renamed to `step-000100/` only when complete
 (`os.replace`, atomic on one filesystem), so a run killed mid-write leaves either the previous
 checkpoints or a `.tmp` folder, which `latest_checkpoint` ignores and `remove_partial` deletes.
-State files are safetensors + JSON: no pickle is ever read.
+Rotation first renames an old checkpoint to `step-N.old` (atomic), then deletes it, so a kill mid-delete
+never leaves a half-deleted folder listed as a checkpoint. Resuming takes the newest *intact* checkpoint
+(`checkpoint_problem`: every JSON parses, every safetensors header and size is whole, the adapter and
+trainer state are there) and says which damaged ones it skipped. State files are safetensors + JSON: no
+pickle is ever read.
 """
 
 from __future__ import annotations
@@ -70,28 +74,92 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     return checkpoints[-1][1] if checkpoints else None
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why checkpoint folder `path` cannot be resumed from, or None if it is intact: the trainer state is a
+    JSON object with a step; every JSON file parses; every safetensors file has a whole header and covers
+    its tensors; a state tree has both halves; an `adapter/` has its config and weights."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    state_file = path / STATE_DIR / STATE_FILE
+    if not state_file.is_file():
+        return f"no {STATE_DIR}/{STATE_FILE}"
+    for file in sorted(path.rglob("*")):
+        if not file.is_file():
+            continue
+        name = file.relative_to(path).as_posix()
+        if file.suffix == ".json":
+            try:
+                value = json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                return f"{name} is damaged ({type(error).__name__}: {error})"
+            if file == state_file and not (isinstance(value, dict) and isinstance(value.get("step"), int)):
+                return f"{name} holds no step"
+            if file.parent.name == STATE_DIR and file != state_file and not file.with_suffix(".safetensors").is_file():
+                return f"{name} has no {file.with_suffix('.safetensors').name} beside it"
+        elif file.suffix == ".safetensors":
+            try:
+                with safe_open(str(file), framework="pt") as handle:
+                    handle.keys()
+            except Exception as error:  # safetensors raises its own error type for every kind of damage
+                return f"{name} is damaged ({error})"
+    adapter = path / "adapter"
+    if adapter.is_dir():
+        missing = [name for name in ("config.json", "flexip_adapter.safetensors") if not (adapter / name).is_file()]
+        if missing:
+            return f"adapter/ lacks {', '.join(missing)}"
+    return None
+
+
+def latest_intact_checkpoint(output_dir: str | os.PathLike) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """(the newest intact checkpoint or None, [(damaged checkpoint, why)] for the newer ones passed over)."""
+    skipped = []
+    for _, path in reversed(list_checkpoints(output_dir)):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path, skipped
+        skipped.append((path, problem))
+    return None, skipped
+
+
 def remove_partial(output_dir: str | os.PathLike) -> list[Path]:
-    """Delete leftovers of interrupted writes (`step-*.tmp`, `step-*.old`); return what was removed."""
+    """Delete leftovers of interrupted writes and rotations (`step-*.tmp`, `step-*.old`); return what was
+    removed. An intact `step-N.old` whose `step-N` is missing (a kill while a step was rewritten) is put back."""
     root = checkpoints_root(output_dir)
     removed = []
     if root.is_dir():
-        for path in root.iterdir():
-            if path.is_dir() and path.suffix in (".tmp", ".old") and _NAME.match(path.stem):
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
+        for path in sorted(root.iterdir()):
+            if not (path.is_dir() and path.suffix in (".tmp", ".old") and _NAME.match(path.stem)):
+                continue
+            final = path.with_name(path.stem)
+            if path.suffix == ".old" and not final.exists() and checkpoint_problem(path) is None:
+                os.replace(path, final)
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
     return removed
 
 
-def resolve_resume(output_dir: str | os.PathLike, resume: str) -> Path | None:
-    """`latest` → the newest complete checkpoint of `output_dir` (None if there is none yet);
-    anything else must be a checkpoint folder."""
+def resolve_resume(output_dir: str | os.PathLike, resume: str, warn: Callable[[str], None] | None = None) -> Path | None:
+    """`latest` → the newest intact checkpoint of `output_dir` (None if there is none yet; each damaged newer
+    one is passed over, with a message to `warn`); anything else must be an intact checkpoint folder."""
     if resume == "latest":
-        return latest_checkpoint(output_dir)
+        remove_partial(output_dir)
+        path, skipped = latest_intact_checkpoint(output_dir)
+        for damaged, problem in skipped:
+            if warn is not None:
+                warn(f"skipping damaged checkpoint {damaged.name}: {problem}" + (f"; resuming from {path.name}" if path else ""))
+        if path is None and skipped:
+            raise CheckpointError(f"every checkpoint in {checkpoints_root(output_dir)} is damaged (newest: {skipped[0][0].name}: {skipped[0][1]})")
+        return path
     path = Path(resume)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint not found: {path} (give a checkpoint folder or 'latest')")
     if not is_checkpoint(path):
         raise CheckpointError(f"{path} is not a complete training checkpoint (no {STATE_DIR}/{STATE_FILE})")
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {path} is damaged: {problem}; resume from another one (or 'latest', which skips damaged ones)")
     return path
 
 
@@ -118,7 +186,11 @@ def rotate_checkpoints(output_dir: str | os.PathLike, keep: int | None) -> list[
         return []
     removed = []
     for _, path in list_checkpoints(output_dir)[:-keep]:
-        shutil.rmtree(path, ignore_errors=True)
+        retired = path.with_name(path.name + ".old")
+        if retired.exists():
+            shutil.rmtree(retired)
+        os.replace(path, retired)  # atomic: from here on it is no longer listed, whatever a kill leaves of it
+        shutil.rmtree(retired, ignore_errors=True)
         removed.append(path)
     return removed
 

@@ -15,6 +15,7 @@ the weights, optimizer (and EMA) state, the step and the data position: it conti
 from __future__ import annotations
 
 import copy
+import math
 import logging
 import time
 from collections import Counter
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 from flexip.data import ModalityMixSampler, collate_samples
-from flexip.errors import CheckpointError, FlexIPInputError
+from flexip.errors import CheckpointError, FlexIPError, FlexIPInputError
 from flexip.models.adapter import WEIGHTS_NAME
 from flexip.training import checkpointing as ckpt
 from flexip.training.batches import BatchStream, epoch_draws
@@ -106,7 +107,7 @@ class Trainer:
                     f"{self.output_dir} already holds checkpoints; pass --resume latest to continue, or choose another logging.output_dir"
                 )
             return None
-        checkpoint = ckpt.resolve_resume(self.output_dir, resume)
+        checkpoint = ckpt.resolve_resume(self.output_dir, resume, warn=lambda message: self._warning("%s", message))
         if checkpoint is None:
             self._info("no checkpoint in %s yet: starting from scratch", self.output_dir)
         return checkpoint
@@ -170,6 +171,12 @@ class Trainer:
                 accelerator.backward(per_sample.mean() / cfg.optim.grad_accum)
             self.stats.add(per_sample, gammas, features.modalities)
             losses.append(float(per_sample.detach().mean()))
+        if not all(math.isfinite(loss) for loss in losses):
+            raise FlexIPError(
+                f"the training loss became {losses} at step {self.step + 1}: stopped before the update, no checkpoint written. Likely "
+                "causes: a learning rate too high for this model, fp16 overflow (try runtime.mixed_precision=bf16), or damaged "
+                "inputs; resume from the last checkpoint with a lower optim.lr"
+            )
         if cfg.optim.grad_clip is not None:
             accelerator.clip_grad_norm_(self.adapter.parameters(), cfg.optim.grad_clip)
         self.optimizer.step()
@@ -301,6 +308,10 @@ class Trainer:
         accelerator = self.accelerator
         self.skipped.update(reduce_skips(self._pending_skips, accelerator))
         self._pending_skips.clear()
+        bad = [name for name, parameter in self.adapter.named_parameters() if not torch.isfinite(parameter).all()]
+        if bad:
+            raise FlexIPError(f"the adapter weights became non-finite at step {self.step} (e.g. {bad[0]}): no checkpoint written; "
+                              "resume from the last one with a lower optim.lr, or bf16 instead of fp16")
         path = None
         if accelerator.is_main_process:
             path = ckpt.write_checkpoint(self.output_dir, self.step, self._write_checkpoint, self.config.logging.keep_checkpoints)

@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 
+from flexip.errors import FlexIPError
 from flexip.training import checkpointing as ckpt
 from flexip.training.ema import EMA
 from flexip.training.schedules import scheduled_lr
@@ -77,7 +78,7 @@ class Loop:
         return ckpt.write_checkpoint(self.workdir, self.step, write, keep=KEEP_CHECKPOINTS)
 
     def restore(self) -> bool:
-        checkpoint = ckpt.latest_checkpoint(self.workdir)
+        checkpoint = ckpt.resolve_resume(self.workdir, "latest", warn=lambda message: self.log(f"[{self.name}] {message}"))
         if checkpoint is None:
             return False
         state_dir = checkpoint / ckpt.STATE_DIR
@@ -107,7 +108,7 @@ class Loop:
                 group["lr"] = lr
             loss = float(step_fn(self.step, step_generator(self.seed, self.step, 0, 0)))
             if not math.isfinite(loss):
-                raise RuntimeError(f"[{self.name}] loss became {loss} at step {self.step}")
+                raise FlexIPError(f"[{self.name}] the loss became {loss} at step {self.step}: stopped, no checkpoint written (lower the lr)")
             for key, ema in self.ema.items():
                 ema.update(self.modules[key])
             self.step += 1
