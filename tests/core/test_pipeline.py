@@ -4,7 +4,7 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, StableDiffusionPipeline
 
 from flexip.errors import FlexIPInputError
-from flexip.gate import GammaSchedule
+from flexip.gate import Gamma, GammaSchedule, GateSettings, parse_gamma
 
 STEPS = 3
 
@@ -93,6 +93,9 @@ def test_pipeline_leaves_unet_untouched(pipe, reference_image):
         (dict(gamma=[0.5, -1.0]), r"\[0, 1\]"),
         (dict(gamma=0.5, w_pres=1.0, w_pers=0.0), "either gamma"),
         (dict(gamma=torch.tensor([0.5, 0.5])), "one value per prompt"),
+        (dict(gamma={"up": [0.5, 0.5]}), "one value per prompt"),
+        (dict(gamma=lambda t: 1.5), r"step fraction 0 must be in \[0, 1\]"),
+        (dict(gamma="0.5"), "parse_gamma"),
         (dict(adapter_scale=-1.0), "adapter_scale"),
         (dict(num_inference_steps=0), "≥ 1"),
         (dict(height=13), "multiples"),
@@ -106,3 +109,31 @@ def test_bad_call_arguments(pipe, reference_image, kwargs, message):
 def test_missing_reference_is_explained(pipe):
     with pytest.raises(FlexIPInputError, match="reference_images or reference_embeds"):
         pipe("a dog", num_inference_steps=1)
+
+
+def test_a_callable_schedule_is_called_once_per_step_however_many_layers(pipe, reference_image):
+    calls = []
+
+    def schedule(t):
+        calls.append(t)
+        return 1.0 - t
+
+    embeds = pipe.encode_reference(reference_image)
+    kwargs = dict(prompt=["a dog", "a cat"], reference_embeds=embeds, num_inference_steps=4, num_images_per_prompt=2)
+    got = _np(pipe, gamma={"down": schedule, "up": schedule, "mid": 0.3}, **kwargs)
+    # 7 FlexIP layers, guidance on, 2 prompts × 2 images: still one call per denoising step, at index / (steps − 1)
+    assert len(pipe.adapter.target_layers) == 7 and calls == [index / 3 for index in range(4)]
+    linear = GammaSchedule(1.0, 0.0)
+    np.testing.assert_array_equal(got, _np(pipe, gamma={"down": linear, "up": linear, "mid": 0.3}, **kwargs))
+    assert calls == [index / 3 for index in range(4)]  # the second call used no callable
+
+
+def test_a_gamma_value_renders_like_its_plain_form_and_is_left_as_it_was(pipe, reference_image):
+    embeds = pipe.encode_reference(reference_image)
+    sweep = parse_gamma("0,0.5 1")
+    from_text = _np(pipe, prompt="a dog", reference_embeds=embeds, gamma=sweep)
+    np.testing.assert_array_equal(from_text, _np(pipe, prompt="a dog", reference_embeds=embeds, gamma=[0.0, 0.5, 1.0]))
+    assert sweep == Gamma((0.0, 0.5, 1.0), sweep=True)
+    schedule = GateSettings(gamma=GammaSchedule(1.0, 0.2))
+    _np(pipe, prompt="a dog", reference_embeds=embeds, gamma=schedule.gamma)
+    assert schedule == GateSettings(gamma=GammaSchedule(1.0, 0.2)) and schedule.gamma.is_scheduled

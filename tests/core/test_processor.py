@@ -150,3 +150,13 @@ def test_a_silenced_personalization_branch_leaves_gamma_zero_at_the_base(unet_an
     # the preservation branch is untouched
     at_one = lambda a: _run(unet, a, FlexIPConditioning(pres, pers, GateSettings(gamma=1.0)))
     assert torch.equal(at_one(silenced), at_one(adapter))
+
+
+def test_conditioning_is_immutable_so_a_new_one_is_set_per_step():
+    import dataclasses
+
+    conditioning = FlexIPConditioning(None, None, GateSettings(gamma=0.5))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        conditioning.gate = GateSettings(gamma=1.0)
+    assert dataclasses.replace(conditioning, gate=GateSettings(gamma=1.0)).gate.gamma.default == 1.0
+    assert conditioning.gate.gamma.default == 0.5

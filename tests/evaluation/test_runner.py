@@ -140,3 +140,43 @@ def test_eval_run_command_end_to_end(tmp_path, cli, tiny_bench_dir, backbone_con
     assert again.exit_code == 0 and "generated 0 images, kept 6" in again.output
     wrong = CliRunner().invoke(cli, [*args[:6], "--scale", "0.5"])
     assert wrong.exit_code == 2 and "--gamma" in wrong.output
+
+
+@pytest.mark.parametrize("tokens", [["0,0.5,1"], ["0", "0.5", "1"], ["0", "0.5,1"], ["1, 0.5 ,0,"]])
+def test_generate_and_eval_run_accept_the_same_sweep_texts(tmp_path, cli, tiny_bench_dir, tokens):
+    from click.testing import CliRunner
+
+    common = ["--steps", "1", "--device", "cpu"]
+    generated = CliRunner().invoke(cli, ["generate", "--base", "tiny-random", "--reference", str(tiny_bench_dir / "dog" / "00.jpg"),
+                                         "--prompt", "a dog", "--gamma", *tokens, "--out", str(tmp_path / "gen"), *common])
+    assert generated.exit_code == 0, generated.output
+    assert sorted(path.name for path in (tmp_path / "gen").glob("00_*.png")) == [f"00_a-dog_g{g}_0.png" for g in ("0.00", "0.50", "1.00")]
+    evaluated = CliRunner().invoke(cli, ["eval", "run", "--out", str(tmp_path / "run"), "--base-model", "tiny-random", "--gamma", *tokens,
+                                         "--images-per-prompt", "1", "--subjects", "dog", "--prompts-per-subject", "1", "--no-score",
+                                         "--benchmark", str(tiny_bench_dir), *common])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads((tmp_path / "run" / "images" / "run.json").read_text())["values"] == [0.0, 0.5, 1.0]
+    assert sorted(path.name for path in (tmp_path / "run" / "images").glob("gamma-*")) == ["gamma-0", "gamma-0.5", "gamma-1"]
+
+
+@pytest.mark.parametrize("tokens, message", [
+    (["0.5", "1.5"], "error: gamma must be in [0, 1], got 1.5"),
+    (["0,x"], "error: cannot read gamma '0,x'; expected a number in [0, 1]"),
+    (["0.5", "1:0"], "error: a gamma sweep takes plain numbers"),
+])
+def test_generate_and_eval_run_refuse_the_same_bad_sweeps_alike(tmp_path, cli, tiny_bench_dir, tokens, message):
+    from click.testing import CliRunner
+
+    for args in (["generate", "--reference", str(tiny_bench_dir / "dog" / "00.jpg"), "--prompt", "a dog"],
+                 ["eval", "run", "--out", str(tmp_path / "run"), "--base-model", "tiny-random", "--benchmark", str(tiny_bench_dir)]):
+        result = CliRunner().invoke(cli, [*args, "--gamma", *tokens])
+        assert result.exit_code == 2 and result.output.strip().splitlines() == [result.output.strip()], result.output
+        assert result.output.strip().startswith(message), result.output
+
+
+def test_eval_run_sweeps_plain_numbers_only(tmp_path, cli, tiny_bench_dir):
+    from click.testing import CliRunner
+
+    for text, form in (("1:0", "schedule"), ("down=0.2,up=0.8", "per-block")):
+        result = CliRunner().invoke(cli, ["eval", "run", "--out", str(tmp_path / "run"), "--base-model", "tiny-random", "--gamma", text])
+        assert result.exit_code == 2 and f"a sweep takes plain numbers (e.g. 0,0.5,1), not a {form} gamma" in result.output

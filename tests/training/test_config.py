@@ -81,3 +81,27 @@ def test_missing_file_and_python_construction_validates(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(FlexIPInputError, match="gate.image_range"):
         TrainConfig.from_dict({"data": {"manifest": "m"}, "gate": {"image_range": [0.2]}})
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("logging.validation_gammas=[0, 0.5, 1]", [0.0, 0.5, 1.0]),
+    ("logging.validation_gammas=0,0.5,1", [0.0, 0.5, 1.0]),  # γ text, read by the same parser as --gamma
+    ("logging.validation_gammas=0 0.25", [0.0, 0.25]),
+    ("logging.validation_gammas=0.75", [0.75]),
+])
+def test_validation_gammas_take_numbers_or_gamma_text(tmp_path, override, expected):
+    config = load_config(write(tmp_path, "data: {manifest: m.jsonl}\n"), [override])
+    assert config.logging.validation_gammas == expected
+    assert load_config(write(tmp_path, config.to_yaml())) == config
+
+
+@pytest.mark.parametrize("override, message", [
+    ("logging.validation_gammas=[0, 1.5]", "logging.validation_gammas: gamma must be in [0, 1], got 1.5"),
+    ("logging.validation_gammas=[]", "logging.validation_gammas: a gamma sweep needs at least one value"),
+    ("logging.validation_gammas=0,x", "logging.validation_gammas: cannot read gamma '0,x'"),
+    ("logging.validation_gammas=down=0.3", "logging.validation_gammas: a sweep takes plain numbers (e.g. 0,0.5,1), not a per-block gamma"),
+])
+def test_bad_validation_gammas_are_refused_by_the_gamma_parser(tmp_path, override, message):
+    with pytest.raises(FlexIPInputError) as error:
+        load_config(write(tmp_path, "data: {manifest: m.jsonl}\n"), [override])
+    assert message in str(error.value)

@@ -10,12 +10,13 @@ from pathlib import Path
 import click
 
 from flexip.atomic import write_text
+from flexip.cli.options import VariadicOptionsCommand
 from flexip.errors import FlexIPInputError
 from flexip.evaluation.defaults import DEFAULT_BASE_MODEL
 
 
 class FloatList(click.ParamType):
-    """'0,0.25,0.5' → (0.0, 0.25, 0.5)."""
+    """'0,0.25,0.5' → (0.0, 0.25, 0.5): IP-Adapter's scales (γ text is read by `flexip.gate.parse_gamma`)."""
 
     name = "floats"
 
@@ -103,13 +104,16 @@ def eval_group() -> None:
     """Evaluate as in the paper: CLIP-T, CLIP-I, DINO-I, CLIP-IQA, Aesthetic, mRank, γ sweeps."""
 
 
-@eval_group.command("run", short_help="Generate over DreamBench (γ or scale sweep), then score.")
+@eval_group.command("run", cls=VariadicOptionsCommand, variadic=("--gamma", "--scale"),
+                    short_help="Generate over DreamBench (γ or scale sweep), then score.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder (resumable).")
 @click.option("--method", type=click.Choice(["flexip", "ip-adapter"]), default="flexip", show_default=True)
 @click.option("--base-model", default=DEFAULT_BASE_MODEL, show_default=True)
 @click.option("--adapter", default=None, help="FlexIP adapter folder or hub id (method flexip).")
-@click.option("--gamma", type=FloatList(), default=None, help="γ value(s), comma-separated (default 0.5).")
-@click.option("--scale", type=FloatList(), default=None, help="IP-Adapter scale value(s) (default 1.0).")
+@click.option("--gamma", multiple=True, metavar="G [G...]",
+              help="γ value(s) to sweep, as for `flexip generate`: 0,0.5,1 or 0 0.5 1 (plain numbers; default 0.5).")
+@click.option("--scale", type=FloatList(), multiple=True, metavar="S [S...]",
+              help="IP-Adapter scale value(s): 0.5,1 or 0.5 1 (default 1.0).")
 @click.option("--ip-adapter", default="h94/IP-Adapter", show_default=True)
 @click.option("--ip-adapter-subfolder", default="models", show_default=True)
 @click.option("--ip-adapter-weights", default="ip-adapter_sd15.bin", show_default=True)
@@ -143,19 +147,18 @@ def run_command(out_dir, method, base_model, adapter, gamma, scale, ip_adapter, 
     from flexip.evaluation.scoring import ScoreConfig
 
     if method == "flexip":
-        if scale is not None:
+        if scale:
             raise FlexIPInputError("--scale is IP-Adapter's dial; FlexIP is swept with --gamma")
+        from flexip.gate import DEFAULT_GAMMA, sweep_values
         from flexip.presets import is_preset
 
+        values = sweep_values(gamma) if gamma else (DEFAULT_GAMMA,)  # the one γ parser; checked here, once
         if not adapter and not is_preset(base_model):
             raise FlexIPInputError("--adapter (a FlexIP adapter folder or hub id) is required for --method flexip")
-        values = gamma or (0.5,)
-        if any(not 0.0 <= value <= 1.0 for value in values):
-            raise FlexIPInputError(f"γ values must lie in [0, 1], got {list(values)}")
     else:
-        if gamma is not None:
+        if gamma:
             raise FlexIPInputError("--gamma is FlexIP's dial; IP-Adapter is swept with --scale")
-        values = scale or (1.0,)
+        values = tuple(value for values in scale for value in values) or (1.0,)
         if any(value < 0 for value in values):
             raise FlexIPInputError(f"IP-Adapter scales must be ≥ 0, got {list(values)}")
     bench = _load_bench(benchmark, download_benchmark)

@@ -25,8 +25,8 @@ def _slug(text: str, length: int = 40) -> str:
 @click.option("--reference", "references", multiple=True, metavar="IMG [IMG...]", help="Reference image(s) of ONE subject (several are averaged).")
 @click.option("--prompt", "prompts", multiple=True, metavar="TEXT [TEXT...]", required=True, help="Prompt(s); quote each one.")
 @click.option("--gamma", "gammas", multiple=True, metavar="G [G...]",
-              help=f"Preservation γ in [0, 1] (1 = keep identity, 0 = follow the text); several numbers = a sweep. Also "
-              f"START:END (a schedule over the steps) or down=0.3,mid=0.5,up=0.8 (per block). Default {DEFAULT_GAMMA}.")
+              help=f"Preservation γ in [0, 1] (1 = keep identity, 0 = follow the text); several numbers (0 0.5 1 or 0,0.5,1) = "
+              f"a sweep. Also START:END (a schedule over the steps) or down=0.3,mid=0.5,up=0.8 (per block). Default {DEFAULT_GAMMA}.")
 @click.option("--adapter-scale", type=float, default=1.0, show_default=True, help="Global strength s of both adapter branches (0 = base model).")
 @click.option("--w-pres", type=float, default=None, help="Preservation weight, set independently (with --w-pers, instead of --gamma).")
 @click.option("--w-pers", type=float, default=None, help="Personalization weight, set independently (with --w-pres).")
@@ -56,19 +56,14 @@ def generate(references, prompts, gammas, adapter_scale, w_pres, w_pers, negativ
         raise FlexIPInputError("give at least one --reference image (or --adapter-scale 0 for the base model alone)")
     if gammas and (w_pres is not None or w_pers is not None):
         raise FlexIPInputError("use either --gamma or --w-pres/--w-pers, not both")
-    # read every reference first, so a bad file fails before any model loads
+    # read γ and every reference first, so bad input fails before any model loads
+    gamma = parse_gamma(gammas) if gammas else None
     reference_images = [load_image(path, fit=fit) for path in references]
     device = resolve_device(device)
     pipe = FlexIPPipeline.from_pretrained(base or DEFAULT_PRESET, adapter=adapter, allow_pickle=allow_pickle).to(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    # "0 0.5 1" and "0,0.5,1" both give a sweep (the comma form is the one `flexip eval` uses)
-    gammas = [part for text in gammas for part in (text.split(",") if "=" not in text else [text]) if part.strip()]
-    parsed = [parse_gamma(text) for text in gammas]
-    if len(parsed) > 1 and not all(isinstance(value, float) for value in parsed):
-        raise FlexIPInputError("a sweep (several --gamma values) takes plain numbers; schedules and per-block values go alone")
-    sweep = parsed if len(parsed) > 1 else None
     result = pipe(
-        list(prompts), reference_images=reference_images or None, gamma=sweep or (parsed[0] if parsed else None),
+        list(prompts), reference_images=reference_images or None, gamma=gamma,
         adapter_scale=adapter_scale, w_pres=w_pres, w_pers=w_pers, negative_prompt=negative_prompt,
         num_inference_steps=steps, guidance_scale=guidance, generator=generator, num_images_per_prompt=images_per_prompt,
         multi_reference=multi_reference,
@@ -82,12 +77,12 @@ def generate(references, prompts, gammas, adapter_scale, w_pres, w_pers, negativ
             row_labels.append(prompt if images_per_prompt == 1 else f"{prompt} #{k + 1}")
             rows.append([reference_images[0] if reference_images else None])
         for i in range(per_prompt):
-            image, gamma = result.images[index], result.gammas[index]
+            image, value = result.images[index], result.gammas[index]
             index += 1
-            label = f"g{gamma:.2f}" if gamma is not None else (_slug(gammas[0], 30) if gammas else f"wp{w_pres}-wq{w_pers}")
+            label = f"g{value:.2f}" if value is not None else (_slug(",".join(gammas), 30) if gammas else f"wp{w_pres}-wq{w_pers}")
             written.append(save_image(image, out / f"{p:02d}_{_slug(prompt)}_{label}_{i % images_per_prompt}.png"))
             rows[p * images_per_prompt + i % images_per_prompt].append(image)
-    if sweep and len(sweep) > 1 or len(prompts) > 1:
+    if per_prompt > images_per_prompt or len(prompts) > 1:  # a sweep (several columns) or several prompts
         labels = ["reference"] + [f"gamma = {g:.2f}" if g is not None else "" for g in result.gammas[:per_prompt:images_per_prompt]]
         written.append(save_image(make_grid(rows, labels, row_labels), out / "grid.png"))
     click.echo(f"wrote {len(written)} files to {out.resolve()}")

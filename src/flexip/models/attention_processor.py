@@ -9,7 +9,9 @@ For the layer's query Q (from the image features) the processor computes
 and then the layer's own output projection. The text path is the layer's, untouched. When the gate is
 off (s = 0, or w_pres = w_pers = 0) or no conditioning is set, the call is handed to the layer's original
 processor, so the result is bit-identical to the base model and the branches are never computed; a
-branch whose weight is zero for the whole batch is skipped as well.
+branch whose weight is zero for the whole batch is skipped as well. The processor only looks its layer's
+weights up in the `GateSettings` of the pass (computed there, once; a schedule is resolved per step by the
+pipeline before the step runs).
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ class DecoupledKV(nn.Module):
             target.weight.copy_(source.weight)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FlexIPConditioning:
-    """What one UNet forward pass is conditioned on. Token batches match the UNet batch (CFG included)."""
+    """What one UNet forward pass is conditioned on. Token batches match the UNet batch (CFG included).
+    Immutable: a caller whose gate changes per step (a γ schedule) sets a new one on the state."""
 
     pres_tokens: torch.Tensor | None  # (batch, N_c + N_q, cross_dim)
     pers_tokens: torch.Tensor | None  # (batch, seq, cross_dim)
@@ -50,7 +53,7 @@ class FlexIPConditioning:
 
 
 class FlexIPState:
-    """Shared by all processors of one injection; the pipeline or trainer sets `.conditioning`."""
+    """Shared by all processors of one injection; the pipeline (once per step) or trainer sets `.conditioning`."""
 
     def __init__(self):
         self.conditioning: FlexIPConditioning | None = None

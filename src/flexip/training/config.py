@@ -204,8 +204,8 @@ class LoggingConfig:
     tensorboard: bool = True
     progress_bar: bool = True
     validate_every: int = 500  # steps between validation grids (0: never)
-    # the γ columns of a validation grid: a list of numbers, or γ text such as "0,0.25,0.5" (read by flexip.gate)
-    validation_gammas: list[float] | str = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    # the γ columns of a validation grid: numbers, or γ text such as "0,0.25,0.5" (flexip.gate's parser); stored as a list
+    validation_gammas: list[float] | float | str = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     validation_prompts: list[str] = field(default_factory=list)  # empty: each reference's own caption
     validation_references: list[str] = field(default_factory=list)  # images; empty: the first sample of each modality
     validation_steps: int = 20  # denoising steps of a validation render

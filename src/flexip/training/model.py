@@ -38,6 +38,7 @@ class FlexIPTrainingModel(nn.Module):
     ) -> torch.Tensor:
         pres_tokens = self.adapter.preservation_tokens(clip_embeds, dino_tokens)
         pers_tokens = self.adapter.personalization_tokens(text_embeds, clip_embeds)
+        # this step's sampled γ, checked once here; the gate computes every layer's branch weights when it is made
         self.injection.state.conditioning = FlexIPConditioning(pres_tokens, pers_tokens, GateSettings(gamma=gamma))
         return self.unet(noisy_latents, timesteps, encoder_hidden_states=text_embeds).sample
 
