@@ -39,7 +39,7 @@ def _open(source: ImageInput, max_pixels: int) -> Image.Image:
     if isinstance(source, Image.Image):
         image = source
     elif isinstance(source, np.ndarray):
-        return _from_array(source, name)
+        image = _from_array(source, name)  # then the same size checks as a file
     else:
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
@@ -86,6 +86,8 @@ def _from_array(array: np.ndarray, name: str) -> Image.Image:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         raise FlexIPInputError(f"expected an array of shape HxW, HxWx3 or HxWx4, got {array.shape} ({name})")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise FlexIPInputError(f"image has no pixels: the array is {array.shape[1]}×{array.shape[0]} ({name})")
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
             raise FlexIPInputError("a float image array must hold finite values in [0, 1]")

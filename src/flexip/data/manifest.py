@@ -131,16 +131,21 @@ def load_manifest(path: str | os.PathLike) -> list[Record]:
         raise FlexIPInputError(f"manifest not found: {manifest}")
     root = manifest.resolve().parent
     records: list[Record] = []
-    with manifest.open("r", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{manifest.name}:{number}"
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise FlexIPInputError(f"{manifest}: line {number} is not valid JSON ({error.msg})") from None
-            records.append(parse_record(entry, root=root, source=where))
+    data = manifest.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise FlexIPInputError(f"{manifest}: line {line} is not UTF-8 text (a JSONL manifest is UTF-8, one JSON object per line)") from None
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
+        if not line.strip():
+            continue
+        where = f"{manifest.name}:{number}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise FlexIPInputError(f"{manifest}: line {number} is not valid JSON ({error.msg})") from None
+        records.append(parse_record(entry, root=root, source=where))
     if not records:
         raise FlexIPInputError(f"manifest is empty: {manifest} has no records (expected one JSON object per line)")
     return records

@@ -144,6 +144,21 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
             if unet_hidden != hidden:
                 raise CheckpointError(f"layer {name}: the adapter expects hidden size {hidden}, the UNet has {unet_hidden}")
 
+    def check_encoders(self, image_encoder: nn.Module, dino_encoder: nn.Module) -> None:
+        """Raise a CheckpointError if the reference encoders' widths are not the ones this adapter reads."""
+        clip_width = getattr(image_encoder.config, "projection_dim", None)
+        dino_width = getattr(dino_encoder.config, "hidden_size", None)
+        if clip_width != self.config.clip_embed_dim:
+            raise CheckpointError(
+                f"the adapter reads {self.config.clip_embed_dim}-d CLIP image embeddings, the image encoder gives {clip_width}-d "
+                f"(the adapter was trained with {self.config.image_encoder!r}; pass that encoder, or an adapter for this one)"
+            )
+        if dino_width != self.config.dino_hidden_dim:
+            raise CheckpointError(
+                f"the adapter reads {self.config.dino_hidden_dim}-d DINO tokens, the DINO encoder gives {dino_width}-d "
+                f"(the adapter was trained with {self.config.dino_encoder!r}; pass that encoder, or an adapter for this one)"
+            )
+
     # ---- the two adapters ---------------------------------------------------------------------
     def preservation_tokens(self, clip_embeds: torch.Tensor, dino_tokens: torch.Tensor) -> torch.Tensor:
         """C_pres: (batch, N_c + N_q, cross_dim)."""

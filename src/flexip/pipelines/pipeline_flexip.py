@@ -7,13 +7,18 @@ loop and removed afterwards, so the shared UNet is never left modified. Schedule
 Batch layout: prompts × γ-sweep values × images per prompt, in that order. A sweep (`gamma` given as a
 list) runs in one batched pass, and every γ of a sweep starts from the same noise, so the columns of
 a sweep differ only by γ.
+
+γ is checked once, when the call makes its `GateSettings`; from it the call derives, never changing it,
+the gate of its batch (sweep and per-prompt values laid out per row, tiled over the guidance copies) and
+of each denoising step (a schedule is evaluated there, once per step, before denoising starts).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import PIL.Image
@@ -24,8 +29,9 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from flexip.encoders.reference import ReferenceEmbeds, ReferenceEncoder
-from flexip.errors import FlexIPInputError
-from flexip.gate import DEFAULT_GAMMA, GammaLike, GateSettings, check_gamma_tensor, check_gamma_value
+from flexip.errors import FlexIPError, FlexIPInputError
+from flexip.gate import GammaLike, GateSettings
+from flexip.gate.gamma import block_prefix
 from flexip.models.adapter import FlexIPAdapter
 from flexip.models.attention_processor import FlexIPConditioning
 from flexip.models.injection import injected
@@ -43,6 +49,7 @@ class FlexIPPipeline(DiffusionPipeline):
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, image_encoder, feature_extractor, dino_encoder, dino_processor, adapter: FlexIPAdapter):
         super().__init__()
         adapter.check_compatible(unet)
+        adapter.check_encoders(image_encoder, dino_encoder)
         self.register_modules(
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
             image_encoder=image_encoder, feature_extractor=feature_extractor, dino_encoder=dino_encoder,
@@ -98,7 +105,7 @@ class FlexIPPipeline(DiffusionPipeline):
         reference_images=None,
         *,
         reference_embeds: ReferenceEmbeds | None = None,
-        gamma: GammaLike | list[float] | None = None,
+        gamma: GammaLike | None = None,
         adapter_scale: float = 1.0,
         w_pres: float | None = None,
         w_pers: float | None = None,
@@ -117,13 +124,20 @@ class FlexIPPipeline(DiffusionPipeline):
         return_dict: bool = True,
         callback_on_step_end: Callable[[int, int, torch.Tensor], None] | None = None,
     ):
+        """Render `prompt` with the subject of the reference. `gamma` takes every form of `flexip.gate.Gamma`
+        (a number, a list = a sweep, a per-prompt tensor, a per-block mapping, a schedule) or a `Gamma`;
+        `w_pres` and `w_pers` replace it; `adapter_scale` = 0 is the base model. Output: `images`, `gammas`."""
         # 1. check inputs
         device = self._execution_device
         prompts = self._prompt_list(prompt, prompt_embeds)
         num_prompts = len(prompts) if prompts is not None else prompt_embeds.shape[0]
-        sweep, gate = self._gate(gamma, adapter_scale, w_pres, w_pers, num_prompts)
+        gate = GateSettings(gamma=gamma, adapter_scale=adapter_scale, w_pres=w_pres, w_pers=w_pers)  # γ checked here, once
+        sweep = gate.sweep  # the γ of each sweep column (one column unless γ is a sweep)
         if num_inference_steps < 1 or num_images_per_prompt < 1:
             raise FlexIPInputError("num_inference_steps and num_images_per_prompt must be ≥ 1")
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale) or guidance_scale < 0:
+            raise FlexIPInputError(f"guidance_scale must be a finite number ≥ 0 (1 or less turns guidance off), got {guidance_scale!r}")
+        self._check_block_keys(gate)
         height = height or self.unet.config.sample_size * self.vae_scale_factor
         width = width or self.unet.config.sample_size * self.vae_scale_factor
         if height % self.vae_scale_factor or width % self.vae_scale_factor:
@@ -131,9 +145,7 @@ class FlexIPPipeline(DiffusionPipeline):
         do_guidance = guidance_scale > 1.0
         repeat = len(sweep) * num_images_per_prompt  # rows per prompt
         batch = num_prompts * repeat
-        if isinstance(gate.gamma, torch.Tensor) and gate.gamma.ndim == 1:  # one value per (prompt, γ) → per row
-            gate.gamma = gate.gamma.repeat_interleave(num_images_per_prompt)
-        gate.repeat = 2 if do_guidance else 1
+        gate = gate.for_batch(num_prompts, num_images_per_prompt, repeat=2 if do_guidance else 1)  # one value per row
 
         # 2. encode prompt
         if prompt_embeds is None:
@@ -171,9 +183,10 @@ class FlexIPPipeline(DiffusionPipeline):
         if do_guidance:
             text = torch.cat([negative_prompt_embeds.repeat_interleave(repeat, 0), text])
 
-        # 5. timesteps
+        # 5. timesteps, and the gate of each step (a γ schedule is evaluated here, once per step)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
+        step_gates = gate.at_steps(len(timesteps)) if conditioning is not None else ()
 
         # 6. latents: one noise per (prompt, image), shared by every γ of a sweep
         shape = (num_prompts * num_images_per_prompt, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
@@ -188,9 +201,10 @@ class FlexIPPipeline(DiffusionPipeline):
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
 
         # 7. denoise
-        with self._adapter_context(conditioning), self.progress_bar(total=len(timesteps)) as progress:
+        with self._adapter_context(conditioning) as state, self.progress_bar(total=len(timesteps)) as progress:
             for index, timestep in enumerate(timesteps):
-                gate.step_fraction = index / max(1, len(timesteps) - 1)
+                if state is not None:
+                    state.conditioning = replace(conditioning, gate=step_gates[index])
                 model_input = torch.cat([latents] * 2) if do_guidance else latents
                 model_input = self.scheduler.scale_model_input(model_input, timestep)
                 prediction = self.unet(model_input, timestep, encoder_hidden_states=text).sample
@@ -198,6 +212,8 @@ class FlexIPPipeline(DiffusionPipeline):
                     uncond, cond = prediction.chunk(2)
                     prediction = uncond + guidance_scale * (cond - uncond)
                 latents = self.scheduler.step(prediction, timestep, latents, **step_kwargs).prev_sample
+                if not torch.isfinite(latents).all():
+                    raise FlexIPError(self._non_finite_message(index, len(timesteps)))
                 if callback_on_step_end is not None:
                     callback_on_step_end(index, int(timestep), latents)
                 progress.update()
@@ -222,6 +238,26 @@ class FlexIPPipeline(DiffusionPipeline):
             return nullcontext()
         return injected(self.unet, self.adapter, conditioning)
 
+    def _check_block_keys(self, gate: GateSettings) -> None:
+        """A per-block γ key must name some attention layer of the adapter (a typo would silently match none)."""
+        layers = list(self.adapter.target_layers)
+        for key, _ in gate.gamma.blocks if gate.gamma is not None else ():
+            prefix = block_prefix(key)
+            if not any(layer.startswith(prefix) for layer in layers):
+                blocks = sorted({layer.split(".attentions")[0] for layer in layers})
+                raise FlexIPInputError(f"per-block gamma key {key!r} matches no attention layer; use down, mid, up or a prefix such as {', '.join(blocks)}")
+
+    def _non_finite_message(self, index: int, steps: int) -> str:
+        """Why the latents became NaN or Inf: the adapter's weights, or fp16 overflow."""
+        bad = [name for name, parameter in self.adapter.named_parameters() if not torch.isfinite(parameter).all()]
+        if bad:
+            cause = f"the adapter's weights are not finite (e.g. {bad[0]}): the adapter file is damaged or its training diverged"
+        elif self.unet.dtype == torch.float16:
+            cause = "float16 overflow: load with torch_dtype=torch.bfloat16 or float32, or lower adapter_scale / guidance_scale"
+        else:
+            cause = "the base model or adapter produces non-finite values at these settings (try a lower adapter_scale or guidance_scale)"
+        return f"generation stopped at step {index + 1} of {steps}: the latents became NaN or Inf, so no image was written. Likely cause: {cause}"
+
     @staticmethod
     def _prompt_list(prompt, prompt_embeds) -> list[str] | None:
         if prompt is None:
@@ -233,30 +269,6 @@ class FlexIPPipeline(DiffusionPipeline):
         if isinstance(prompt, Sequence) and prompt and all(isinstance(p, str) for p in prompt):
             return list(prompt)
         raise FlexIPInputError(f"prompt must be a string or a non-empty list of strings, got {type(prompt).__name__}")
-
-    @staticmethod
-    def _gate(gamma, adapter_scale, w_pres, w_pers, num_prompts) -> tuple[list, GateSettings]:
-        """Split γ into the sweep axis (a plain list of numbers) and the per-row gate settings."""
-        if w_pres is not None or w_pers is not None:
-            if gamma is not None:
-                raise FlexIPInputError("give either gamma or (w_pres, w_pers), not both")
-            return [None], GateSettings(adapter_scale=adapter_scale, w_pres=w_pres, w_pers=w_pers)
-        if gamma is None:
-            gamma = DEFAULT_GAMMA
-        if isinstance(gamma, (list, tuple)):
-            if not gamma:
-                raise FlexIPInputError("a gamma sweep needs at least one value")
-            sweep = [check_gamma_value(value) for value in gamma]
-            per_row = torch.tensor(sweep).repeat(num_prompts)  # values per (prompt, γ); images added below
-            return sweep, GateSettings(gamma=per_row, adapter_scale=adapter_scale)
-        if isinstance(gamma, torch.Tensor) and gamma.ndim == 1:
-            values = check_gamma_tensor(gamma)
-            if values.shape[0] != num_prompts:
-                raise FlexIPInputError(f"a per-sample gamma tensor needs one value per prompt ({num_prompts}), got {values.shape[0]}")
-            return [None], GateSettings(gamma=values, adapter_scale=adapter_scale)
-        settings = GateSettings(gamma=gamma, adapter_scale=adapter_scale)
-        plain = float(gamma) if isinstance(gamma, (int, float)) or (isinstance(gamma, torch.Tensor) and gamma.ndim == 0) else None
-        return [plain], settings
 
     @staticmethod
     def _per_prompt(reference: ReferenceEmbeds, num_prompts: int) -> ReferenceEmbeds:

@@ -39,6 +39,7 @@ def build_adapter(model: ModelConfig, components: dict, seed: int) -> FlexIPAdap
     if model.init_adapter is not None:
         adapter = load_adapter(model.init_adapter)
         adapter.check_compatible(unet)
+        adapter.check_encoders(components["image_encoder"], components["dino_encoder"])
     else:
         # a preset base may bring adapter defaults (tiny-random: toy widths); the config's overrides win
         overrides = {**(get_preset(model.base).adapter_defaults if is_preset(model.base) else {}), **model.adapter}
