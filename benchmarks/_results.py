@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flexip.atomic import write_text
@@ -22,7 +22,7 @@ def machine() -> str:
 
 def write_section(name: str, markdown: str) -> Path:
     begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     block = f"{begin}\n{markdown.rstrip()}\n\n_Measured {stamp} on {machine()}._\n{end}"
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)

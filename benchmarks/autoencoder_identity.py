@@ -41,28 +41,35 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from diffusers import AutoencoderKL
 
-    from flexip_miniworld.dataset import load_jsonl
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
-    from flexip_miniworld.evaluate import heldout_rows, identification_accuracy, identification_set
     from flexip.presets import get_preset
+    from flexip_miniworld.dataset import load_jsonl
+    from flexip_miniworld.evaluate import heldout_rows, identification_accuracy, identification_set
 
     heldout_rows(args.data, 0, 40)  # renders the held-out files if missing
     heldout = load_jsonl(args.data / "heldout.jsonl")
     references, scenes, subjects = identification_set(args.data, heldout)
     x = torch.from_numpy(np.stack([np.asarray(s) for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
-    encoders = {"DINO": load_dino_embedder(str(get_preset("miniworld").folder / "eval" / "dino")),
-                "CLIP": load_clip_embedder(str(get_preset("miniworld").folder / "eval" / "clip"))}
+    encoders = {
+        "DINO": load_dino_embedder(str(get_preset("miniworld").folder / "eval" / "dino")),
+        "CLIP": load_clip_embedder(str(get_preset("miniworld").folder / "eval" / "clip")),
+    }
     reference_sets = {name: [model.embed_images(r) for r in references] for name, model in encoders.items()}
 
     def identify(images):
         return {name: identification_accuracy(model.embed_images(images), subjects, reference_sets[name]) for name, model in encoders.items()}
 
     truth = identify(scenes)
-    lines = ["## Identity through the autoencoder (`benchmarks/autoencoder_identity.py`)", "",
-             f"{len(scenes)} true renders of {len(heldout)} held-out identities (background-only scenes), encoded and decoded; "
-             f"identification with the evaluation encoders, chance {1 / len(heldout):.3f}.", "",
-             "| images | PSNR (dB) | DINO id. | CLIP id. |", "|---|---|---|---|",
-             f"| true renders | — | {truth['DINO']:.3f} | {truth['CLIP']:.3f} |"]
+    lines = [
+        "## Identity through the autoencoder (`benchmarks/autoencoder_identity.py`)",
+        "",
+        f"{len(scenes)} true renders of {len(heldout)} held-out identities (background-only scenes), encoded and decoded; "
+        f"identification with the evaluation encoders, chance {1 / len(heldout):.3f}.",
+        "",
+        "| images | PSNR (dB) | DINO id. | CLIP id. |",
+        "|---|---|---|---|",
+        f"| true renders | — | {truth['DINO']:.3f} | {truth['CLIP']:.3f} |",
+    ]
     for entry in args.vae:
         label, _, folder = entry.partition("=")
         if not folder:

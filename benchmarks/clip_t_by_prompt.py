@@ -30,11 +30,11 @@ GAMMAS = (0.0, 0.5, 1.0)
 def measure(preset: Path, data: Path, subjects: int) -> tuple[list[str], dict[str, list[list[float]]]]:
     from flexip.evaluation import metrics as M
     from flexip.evaluation.backbones import load_clip_embedder
-    from flexip_miniworld.dataset import load_jsonl
-    from flexip_miniworld.evaluate import render_conditions
+    from flexip.loading import load_components
     from flexip.models.adapter import FlexIPAdapter
     from flexip.pipelines.pipeline_flexip import FlexIPPipeline
-    from flexip.loading import load_components
+    from flexip_miniworld.dataset import load_jsonl
+    from flexip_miniworld.evaluate import render_conditions
 
     components = load_components(str(preset / "base"), str(preset / "image_encoder"), str(preset / "dino"))
     pipe = FlexIPPipeline(**components, adapter=FlexIPAdapter.from_pretrained(str(preset / "adapter")).eval())
@@ -70,10 +70,15 @@ def main() -> None:
     preset = args.preset or get_preset("miniworld").folder
     prompts, scores = measure(Path(preset), args.data, args.subjects)
     columns = list(scores)
-    lines = ["## Evaluation CLIP-T per test prompt (`benchmarks/clip_t_by_prompt.py`)", "",
-             f"Preset `{portable_path(preset)}`; the first {args.subjects} held-out identities × all 12 test prompts, 20 DDIM steps, guidance 3, "
-             "one noise per identity shared by every column. Prompt k is every identity's k-th test prompt (identity 0's wording shown).", "",
-             "| k | prompt (identity 0) | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    lines = [
+        "## Evaluation CLIP-T per test prompt (`benchmarks/clip_t_by_prompt.py`)",
+        "",
+        f"Preset `{portable_path(preset)}`; the first {args.subjects} held-out identities × all 12 test prompts, 20 DDIM steps, guidance 3, "
+        "one noise per identity shared by every column. Prompt k is every identity's k-th test prompt (identity 0's wording shown).",
+        "",
+        "| k | prompt (identity 0) | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
     mean = lambda values: sum(values) / len(values)  # noqa: E731
     for k, prompt in enumerate(prompts):
         lines.append(f"| {k} | {prompt} | " + " | ".join(f"{mean(scores[c][k]):.3f}" for c in columns) + " |")

@@ -32,15 +32,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
-    from flexip_miniworld.evaluate import heldout_rows, calibration
     from flexip.presets import get_preset
+    from flexip_miniworld.evaluate import calibration, heldout_rows
 
     heldout_rows(args.data, 0, 40)  # renders the held-out files if missing
     clip = load_clip_embedder(args.clip or str(get_preset("miniworld").folder / "eval" / "clip"))
     identities = sum(1 for line in (args.data / "heldout.jsonl").read_text().splitlines() if line.strip())
-    lines = ["## Identity across scenes, per DINO encoder (`benchmarks/encoder_identity.py`)", "",
-             f"Held-out identities of `{args.data}` ({identities}); identification chance {1 / identities:.3f}.", "",
-             "| encoder | real-vs-real | real-vs-other | identification |", "|---|---|---|---|"]
+    lines = [
+        "## Identity across scenes, per DINO encoder (`benchmarks/encoder_identity.py`)",
+        "",
+        f"Held-out identities of `{args.data}` ({identities}); identification chance {1 / identities:.3f}.",
+        "",
+        "| encoder | real-vs-real | real-vs-other | identification |",
+        "|---|---|---|---|",
+    ]
     for entry in args.dino:
         label, _, folder = entry.partition("=")
         if not folder:

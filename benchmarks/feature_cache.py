@@ -89,15 +89,23 @@ def main() -> None:
         manifest = write_dataset(root / "data", args.images, args.videos, args.size, args.frames)
 
         def config(name: str, cache: str | None) -> TrainConfig:
-            return TrainConfig.from_dict({
-                "model": {"base": "tiny-random"},
-                "data": {"manifest": str(manifest), "min_gap": 1, "max_gap": 8},
-                "optim": {"batch_size": args.batch_size, "max_steps": args.steps},
-                "runtime": {"device": "cpu"},
-                "logging": {"output_dir": str(root / name), "tensorboard": False, "progress_bar": False, "validate_every": 0,
-                            "checkpoint_every": 10**9, "log_every": 10**9},
-                "cache": {"path": cache},
-            })
+            return TrainConfig.from_dict(
+                {
+                    "model": {"base": "tiny-random"},
+                    "data": {"manifest": str(manifest), "min_gap": 1, "max_gap": 8},
+                    "optim": {"batch_size": args.batch_size, "max_steps": args.steps},
+                    "runtime": {"device": "cpu"},
+                    "logging": {
+                        "output_dir": str(root / name),
+                        "tensorboard": False,
+                        "progress_bar": False,
+                        "validate_every": 0,
+                        "checkpoint_every": 10**9,
+                        "log_every": 10**9,
+                    },
+                    "cache": {"path": cache},
+                }
+            )
 
         online, online_loss = timed_run(config("online", None))
         started = time.perf_counter()

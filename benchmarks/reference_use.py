@@ -39,12 +39,12 @@ TIMESTEPS = (100, 300, 500, 700, 900)
 def measure(preset: Path, data: Path, samples: int, noises: int = 4) -> dict:
     from PIL import Image
 
-    from flexip_miniworld.dataset import load_jsonl
-    from flexip.models.adapter import FlexIPAdapter
     from flexip.loading import load_components
+    from flexip.models.adapter import FlexIPAdapter
     from flexip.training.features import FeatureEncoder
     from flexip.training.model import FlexIPTrainingModel
     from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target
+    from flexip_miniworld.dataset import load_jsonl
 
     components = load_components(str(preset / "base"), str(preset / "image_encoder"), str(preset / "dino"))
     everything = [row for row in load_jsonl(data / "manifest_masked.jsonl") if row.get("modality") == "image"]
@@ -64,7 +64,10 @@ def measure(preset: Path, data: Path, samples: int, noises: int = 4) -> dict:
         for value in TIMESTEPS:
             t = torch.full((len(rows),), value)
             noise = torch.randn(latents.shape, generator=generator)
-            noisy, target = add_noise(alphas_cumprod, latents, noise, t), prediction_target(prediction_type, alphas_cumprod, latents, noise, t)
+            noisy, target = (
+                add_noise(alphas_cumprod, latents, noise, t),
+                prediction_target(prediction_type, alphas_cumprod, latents, noise, t),
+            )
             losses["matched"].append(per_sample_mse(model(noisy, t, text, clip_embeds, dino_tokens, ones), target).mean())
             losses["shuffled"].append(per_sample_mse(model(noisy, t, text, clip_embeds[other], dino_tokens[other], ones), target).mean())
             losses["same id."].append(per_sample_mse(model(noisy, t, text, same_clip, same_dino, ones), target).mean())
@@ -99,18 +102,24 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not (args.data / "manifest_masked.jsonl").exists():
-        parser.error(f"{args.data}/manifest_masked.jsonl not found: build the data and the masks first "
-                     f"(`flexip miniworld build {args.data.parent} --stages data`, then the adapter stage writes them)")
+        parser.error(
+            f"{args.data}/manifest_masked.jsonl not found: build the data and the masks first "
+            f"(`flexip miniworld build {args.data.parent} --stages data`, then the adapter stage writes them)"
+        )
     from flexip.presets import get_preset
 
     presets = [entry.partition("=")[::2] if "=" in entry else (entry, entry) for entry in args.preset or [str(get_preset("miniworld").folder)]]
-    lines = ["## Does the adapter use its reference? (`benchmarks/reference_use.py`)", "",
-             f"Mean v-prediction loss on {args.samples} training image samples, t ∈ {list(TIMESTEPS)} × 4 noises, the same noises "
-             "in every column. *matched*: the target itself as reference; *shuffled*: another sample's image; *same id.*: another "
-             "image of the sample's subject, masked to a plain backdrop; *other id.*: the same for another sample's subject. "
-             "matched < base: the adapter brings the reference into the denoiser; same id. < other id.: what it brings is identity.", "",
-             "| preset | matched | shuffled | same id. | other id. | base (no adapter) | matched / base | same id. / base | other id. / base |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Does the adapter use its reference? (`benchmarks/reference_use.py`)",
+        "",
+        f"Mean v-prediction loss on {args.samples} training image samples, t ∈ {list(TIMESTEPS)} × 4 noises, the same noises "
+        "in every column. *matched*: the target itself as reference; *shuffled*: another sample's image; *same id.*: another "
+        "image of the sample's subject, masked to a plain backdrop; *other id.*: the same for another sample's subject. "
+        "matched < base: the adapter brings the reference into the denoiser; same id. < other id.: what it brings is identity.",
+        "",
+        "| preset | matched | shuffled | same id. | other id. | base (no adapter) | matched / base | same id. / base | other id. / base |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for label, folder in presets:
         result = measure(Path(folder), args.data, args.samples)
         print(label, result)

@@ -37,10 +37,15 @@ from flexip.gate import GateSettings  # noqa: E402
 from flexip.models import FlexIPAdapter, FlexIPConditioning, inject_adapter, remove_adapter  # noqa: E402
 
 SD15_UNET = dict(
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=768, attention_head_dim=8,
+    cross_attention_dim=768,
+    attention_head_dim=8,
 )
 
 
@@ -48,8 +53,15 @@ def random_ip_adapter_plus_state_dict(unet, clip_hidden=1280, cross=768, width=7
     """A random IP-Adapter-Plus checkpoint in the original repository's key format."""
     g = torch.Generator().manual_seed(0)
     rand = lambda *shape: torch.randn(*shape, generator=g) * 0.02
-    proj = {"latents": rand(1, queries, width), "proj_in.weight": rand(width, clip_hidden), "proj_in.bias": rand(width),
-            "proj_out.weight": rand(cross, width), "proj_out.bias": rand(cross), "norm_out.weight": torch.ones(cross), "norm_out.bias": torch.zeros(cross)}
+    proj = {
+        "latents": rand(1, queries, width),
+        "proj_in.weight": rand(width, clip_hidden),
+        "proj_in.bias": rand(width),
+        "proj_out.weight": rand(cross, width),
+        "proj_out.bias": rand(cross),
+        "norm_out.weight": torch.ones(cross),
+        "norm_out.bias": torch.zeros(cross),
+    }
     for i in range(depth):
         for norm in ("norm1", "norm2"):
             proj[f"layers.{i}.0.{norm}.weight"], proj[f"layers.{i}.0.{norm}.bias"] = torch.ones(width), torch.zeros(width)
@@ -75,7 +87,7 @@ def _peak_memory_run(run) -> tuple[float, float]:
         run()
         return float("nan"), float("nan")
     Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark
-    read = lambda key: int(next(l for l in status.read_text().splitlines() if l.startswith(key)).split()[1]) / 1024
+    read = lambda key: int(next(line for line in status.read_text().splitlines() if line.startswith(key)).split()[1]) / 1024
     before = read("VmRSS")
     run()
     return before, read("VmHWM")
@@ -101,12 +113,29 @@ def main() -> None:
     ip_unet = copy.deepcopy(unet)
     adapter = FlexIPAdapter.from_unet(unet, clip_embed_dim=1024, dino_hidden_dim=1024).eval()
     tiny = tiny_base_components()
-    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tiny["tokenizer"]), hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                                num_attention_heads=12, max_position_embeddings=77,
-                                                bos_token_id=tiny["tokenizer"].bos_token_id, eos_token_id=tiny["tokenizer"].eos_token_id,
-                                                pad_token_id=tiny["tokenizer"].pad_token_id)).eval()
-    sd = StableDiffusionPipeline(vae=tiny["vae"], text_encoder=text_encoder, tokenizer=tiny["tokenizer"], unet=ip_unet, scheduler=tiny["scheduler"],
-                                 safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tiny["tokenizer"]),
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            bos_token_id=tiny["tokenizer"].bos_token_id,
+            eos_token_id=tiny["tokenizer"].eos_token_id,
+            pad_token_id=tiny["tokenizer"].pad_token_id,
+        )
+    ).eval()
+    sd = StableDiffusionPipeline(
+        vae=tiny["vae"],
+        text_encoder=text_encoder,
+        tokenizer=tiny["tokenizer"],
+        unet=ip_unet,
+        scheduler=tiny["scheduler"],
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     sd.load_ip_adapter(random_ip_adapter_plus_state_dict(ip_unet), subfolder=None, weight_name=None, image_encoder_folder=None)
     sd.set_ip_adapter_scale(1.0)
 
@@ -133,7 +162,10 @@ def main() -> None:
     variants = {
         "base": (lambda: use_flexip(False), lambda: unet(sample, 500, encoder_hidden_states=text)),
         "FlexIP": (lambda: use_flexip(True), lambda: unet(sample, 500, encoder_hidden_states=text)),
-        "IP-Adapter-Plus": (lambda: None, lambda: ip_unet(sample, 500, encoder_hidden_states=text, added_cond_kwargs={"image_embeds": [clip_hidden]})),
+        "IP-Adapter-Plus": (
+            lambda: None,
+            lambda: ip_unet(sample, 500, encoder_hidden_states=text, added_cond_kwargs={"image_embeds": [clip_hidden]}),
+        ),
     }
     times = {name: [] for name in variants}
     memory, flops = {}, {}
@@ -163,8 +195,16 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     embeds = ReferenceEmbeds(torch.randn(1, 1024, generator=g), torch.randn(1, 256, 1024, generator=g))
     gammas = [0.0, 0.25, 0.5, 0.75, 1.0]
-    call = lambda gamma: pipe("a dog in the snow", reference_embeds=embeds, gamma=gamma, num_inference_steps=2, height=256, width=256,
-                              output_type="latent", generator=torch.Generator().manual_seed(0))
+    call = lambda gamma: pipe(
+        "a dog in the snow",
+        reference_embeds=embeds,
+        gamma=gamma,
+        num_inference_steps=2,
+        height=256,
+        width=256,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    )
     start = time.perf_counter()
     call(gammas)
     one_call = time.perf_counter() - start
@@ -179,21 +219,25 @@ def main() -> None:
     ]
     for name in variants:
         before, peak = memory[name]
-        rows.append(f"| {name} | {median[name]:.2f} | {len(times[name])} | {median[name] / median['base']:.3f}× | "
-                    f"{median[name] / median['IP-Adapter-Plus']:.3f}× | {flops[name] / 1e9:.0f} | {flops[name] / flops['base']:.4f}× | {before:.0f} | {peak:.0f} |")
+        rows.append(
+            f"| {name} | {median[name]:.2f} | {len(times[name])} | {median[name] / median['base']:.3f}× | "
+            f"{median[name] / median['IP-Adapter-Plus']:.3f}× | {flops[name] / 1e9:.0f} | {flops[name] / flops['base']:.4f}× | {before:.0f} | {peak:.0f} |"
+        )
     adapter_params = sum(p.numel() for p in adapter.parameters())
-    markdown = "\n".join([
-        "## One UNet step at SD1.5 size (`benchmarks/step_overhead.py`)",
-        "",
-        f"Random weights, SD1.5 UNet config, 512 px (64×64 latents), batch {batch}, fp32, device `{args.device}`; "
-        f"{torch.get_num_threads()} torch threads; variants interleaved, median of {args.rounds} rounds after one warm-up. FlexIP adapter: {adapter_params / 1e6:.1f} M parameters, γ = 0.5 "
-        "(both branches computed). Targets: FlexIP ≤ 1.10× base and ≤ 1.05× IP-Adapter-Plus.",
-        "",
-        *rows,
-        "",
-        f"5-value γ sweep (denoising only, 256 px, 2 steps, guidance 7.5, reference encoded once): one batched call "
-        f"{one_call:.1f} s vs five calls {five_calls:.1f} s ({five_calls / one_call:.2f}× faster in one call).",
-    ])
+    markdown = "\n".join(
+        [
+            "## One UNet step at SD1.5 size (`benchmarks/step_overhead.py`)",
+            "",
+            f"Random weights, SD1.5 UNet config, 512 px (64×64 latents), batch {batch}, fp32, device `{args.device}`; "
+            f"{torch.get_num_threads()} torch threads; variants interleaved, median of {args.rounds} rounds after one warm-up. FlexIP adapter: {adapter_params / 1e6:.1f} M parameters, γ = 0.5 "
+            "(both branches computed). Targets: FlexIP ≤ 1.10× base and ≤ 1.05× IP-Adapter-Plus.",
+            "",
+            *rows,
+            "",
+            f"5-value γ sweep (denoising only, 256 px, 2 steps, guidance 7.5, reference encoded once): one batched call "
+            f"{one_call:.1f} s vs five calls {five_calls:.1f} s ({five_calls / one_call:.2f}× faster in one call).",
+        ]
+    )
     print(markdown)
     print("written to", write_section("step_overhead", markdown))
 
@@ -201,8 +245,14 @@ def main() -> None:
 def _sd15_vae():
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                         up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2, sample_size=512).eval()
+    return AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=512,
+    ).eval()
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ GAMMA_KEYS = ("gamma=0.0", "gamma=0.25", "gamma=0.5", "gamma=0.75", "gamma=1.0")
 def fresh_preset(preset: Path, folder: Path, init: str, seed: int = 0) -> Path:
     """`folder` with links to the preset's parts and the adapter `flexip train` would start from: the
     preset adapter's sizes and encoders, `model.personalization_init = init`, built by `build_adapter`."""
-    from flexip.models.adapter import FlexIPAdapter
     from flexip.loading import load_components
+    from flexip.models.adapter import FlexIPAdapter
     from flexip.training.components import build_adapter
     from flexip.training.config import ADAPTER_OVERRIDES, ModelConfig
 
@@ -39,17 +39,22 @@ def fresh_preset(preset: Path, folder: Path, init: str, seed: int = 0) -> Path:
         if part.name != "adapter":
             (folder / part.name).symlink_to(part.resolve())
     trained = FlexIPAdapter.from_pretrained(str(preset / "adapter")).config
-    model = ModelConfig(base=str(preset / "base"), image_encoder=trained.image_encoder, dino_encoder=trained.dino_encoder,
-                        adapter={key: trained[key] for key in ADAPTER_OVERRIDES}, personalization_init=init)
+    model = ModelConfig(
+        base=str(preset / "base"),
+        image_encoder=trained.image_encoder,
+        dino_encoder=trained.dino_encoder,
+        adapter={key: trained[key] for key in ADAPTER_OVERRIDES},
+        personalization_init=init,
+    )
     components = load_components(str(preset / "base"), str(preset / "image_encoder"), str(preset / "dino"))
     build_adapter(model, components, seed).save_pretrained(str(folder / "adapter"))
     return folder
 
 
 def main() -> None:
-    from flexip_miniworld.evaluate import evaluate
     from flexip.paths import portable_path
     from flexip.presets import get_preset
+    from flexip_miniworld.evaluate import evaluate
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", type=Path, default=None, help="preset folder (default: the shipped miniworld preset)")
@@ -69,16 +74,20 @@ def main() -> None:
             print(label, [round(result["scores"][k]["CLIP-T"], 4) for k in GAMMA_KEYS], flush=True)
     base = next(iter(rows.values()))["base"]
     lines = [
-        "## A fresh adapter's γ curve (`benchmarks/untrained_adapter.py`)", "",
+        "## A fresh adapter's γ curve (`benchmarks/untrained_adapter.py`)",
+        "",
         f"Preset `{portable_path(preset)}`; `flexip miniworld evaluate` ({args.subjects} held-out identities × 8 prompts, 20 DDIM "
         "steps, guidance 3) on two untrained adapters (`model.personalization_init` copy / zero) and the trained one. "
-        f"Base model without reference: CLIP-T {base['CLIP-T']:.4f}, DINO id. {base['DINO-I identification']:.3f}.", "",
-        "| adapter | CLIP-T γ = 0 | 0.25 | 0.5 | 0.75 | 1 | DINO id. γ = 0 | 1 |", "|---|---|---|---|---|---|---|---|",
+        f"Base model without reference: CLIP-T {base['CLIP-T']:.4f}, DINO id. {base['DINO-I identification']:.3f}.",
+        "",
+        "| adapter | CLIP-T γ = 0 | 0.25 | 0.5 | 0.75 | 1 | DINO id. γ = 0 | 1 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, scores in rows.items():
         clip_t = " | ".join(f"{scores[k]['CLIP-T']:.4f}" for k in GAMMA_KEYS)
-        lines.append(f"| {label} | {clip_t} | {scores['gamma=0.0']['DINO-I identification']:.3f} | "
-                     f"{scores['gamma=1.0']['DINO-I identification']:.3f} |")
+        lines.append(
+            f"| {label} | {clip_t} | {scores['gamma=0.0']['DINO-I identification']:.3f} | {scores['gamma=1.0']['DINO-I identification']:.3f} |"
+        )
     print(write_section("untrained_adapter", "\n".join(lines)))
 
 

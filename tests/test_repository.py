@@ -11,7 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # home and checkout folders of common machines; built from parts so that this file does not match itself
-ABSOLUTE = re.compile("(?<![\\w.])(" + "|".join(["/" + "work/", "/" + "home/[a-z]", "/" + "Users/", "/" + "root/", "/" + "tmp/", "[A-Z]:\\\\" + "Users"]) + ")")
+ABSOLUTE = re.compile(
+    "(?<![\\w.])(" + "|".join(["/" + "work/", "/" + "home/[a-z]", "/" + "Users/", "/" + "root/", "/" + "tmp/", "[A-Z]:\\\\" + "Users"]) + ")"
+)
 
 
 def tracked_text_files() -> list[Path]:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
 #: Every temporary name contains this marker, so a resumed job can find and delete leftovers of a kill.
 TEMPORARY_MARKER = ".tmp-"
 

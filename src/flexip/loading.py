@@ -15,7 +15,17 @@ import torch
 from flexip.errors import CheckpointError
 from flexip.presets import get_preset, is_preset, resolve_preset_id
 
-FROZEN_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler", "image_encoder", "feature_extractor", "dino_encoder", "dino_processor")
+FROZEN_COMPONENTS = (
+    "vae",
+    "text_encoder",
+    "tokenizer",
+    "unet",
+    "scheduler",
+    "image_encoder",
+    "feature_extractor",
+    "dino_encoder",
+    "dino_processor",
+)
 
 
 def default_encoders(base: str) -> tuple[str, str]:
@@ -47,8 +57,15 @@ def load_components(base: str, image_encoder: str | None = None, dino_encoder: s
         clip_model, clip_processor = load_image_encoder(resolve_preset_id(image_encoder or default_image), torch_dtype)
         dino_model, dino_processor = load_dino_encoder(resolve_preset_id(dino_encoder or default_dino), torch_dtype)
     return dict(
-        vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet, scheduler=sd.scheduler,
-        image_encoder=clip_model, feature_extractor=clip_processor, dino_encoder=dino_model, dino_processor=dino_processor,
+        vae=sd.vae,
+        text_encoder=sd.text_encoder,
+        tokenizer=sd.tokenizer,
+        unet=sd.unet,
+        scheduler=sd.scheduler,
+        image_encoder=clip_model,
+        feature_extractor=clip_processor,
+        dino_encoder=dino_model,
+        dino_processor=dino_processor,
     )
 
 

@@ -1,7 +1,7 @@
 """`flexip miniworld`: the procedural world the miniature stack is trained and evaluated on.
 
-    flexip miniworld make-data data/miniworld --images 20000 --videos 1000 --multiview 500
-    flexip miniworld preview docs/img/miniworld_world.png --rows 12
+flexip miniworld make-data data/miniworld --images 20000 --videos 1000 --multiview 500
+flexip miniworld preview docs/img/miniworld_world.png --rows 12
 """
 
 from __future__ import annotations
@@ -98,12 +98,21 @@ def preview(out_png, rows, split, size, zoom, seed):
 
 @miniworld_group.command("build")
 @click.argument("workdir", default="runs/miniworld")
-@click.option("--stages", default="all", show_default=True, help="Comma-separated stages (data, tokenizer, autoencoder, decoder, clip, unet, unet_grow, dino, eval_clip, eval_dino, adapter, ship) or 'all'.")
+@click.option(
+    "--stages",
+    default="all",
+    show_default=True,
+    help="Comma-separated stages (data, tokenizer, autoencoder, decoder, clip, unet, unet_grow, dino, eval_clip, eval_dino, adapter, ship) or 'all'.",
+)
 @click.option("--resume", is_flag=True, help="Skip finished stages; continue an interrupted stage from its checkpoint.")
 @click.option("--extend", is_flag=True, help="Continue the selected, finished stages from their checkpoints up to the (larger) --budget-scale.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--budget-scale", default=1.0, show_default=True, help="Multiply every stage's time and step budget.")
-@click.option("--preset-dir", default=None, help="Where `ship` writes the preset [default: WORKDIR/preset]. To replace the one flexip ships, give src/flexip/presets/miniworld of a checkout.")
+@click.option(
+    "--preset-dir",
+    default=None,
+    help="Where `ship` writes the preset [default: WORKDIR/preset]. To replace the one flexip ships, give src/flexip/presets/miniworld of a checkout.",
+)
 @click.option("--images", default=20000, show_default=True, help="Data stage: captioned training images.")
 @click.option("--videos", default=600, show_default=True, help="Data stage: video clips.")
 @click.option("--multiview", default=300, show_default=True, help="Data stage: multi-view captures.")
@@ -112,11 +121,17 @@ def preview(out_png, rows, split, size, zoom, seed):
 def build(workdir, stages, resume, extend, device, budget_scale, preset_dir, images, videos, multiview, identities, heldout):
     """Train the miniature FlexIP stack from scratch in WORKDIR (datasets, checkpoints, logs) and ship
     it as the `miniworld` preset; WORKDIR/manifest.json records every stage."""
-    from flexip_miniworld.stack.build import STAGES, BuildSettings, DataSettings, build as run_build
+    from flexip_miniworld.stack.build import STAGES, BuildSettings, DataSettings
+    from flexip_miniworld.stack.build import build as run_build
 
     selected = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(",") if s.strip())
     settings = BuildSettings(
-        workdir=Path(workdir), stages=selected, resume=resume, extend=extend, device=device, budget_scale=budget_scale,
+        workdir=Path(workdir),
+        stages=selected,
+        resume=resume,
+        extend=extend,
+        device=device,
+        budget_scale=budget_scale,
         data=DataSettings(images=images, videos=videos, multiview=multiview, identities=identities, heldout=heldout),
         preset_dir=Path(preset_dir) if preset_dir else None,
     )
@@ -127,27 +142,54 @@ def build(workdir, stages, resume, extend, device, budget_scale, preset_dir, ima
 
 @miniworld_group.command("evaluate")
 @click.option("--preset", "preset_dir", default=None, help="Preset folder [default: the shipped presets/miniworld].")
-@click.option("--data", "data_dir", default="runs/miniworld/data", show_default=True, help="Miniworld data with heldout.jsonl and pairs.jsonl (rendered here if missing).")
+@click.option(
+    "--data",
+    "data_dir",
+    default="runs/miniworld/data",
+    show_default=True,
+    help="Miniworld data with heldout.jsonl and pairs.jsonl (rendered here if missing).",
+)
 @click.option("--out", "out_dir", default="runs/miniworld/evaluation", show_default=True, help="Where evaluation.json / .md and the sample grid go.")
 @click.option("--subjects", default=20, show_default=True, help="Held-out identities (N of them, from --first on).")
-@click.option("--first", default=0, show_default=True, help="Index of the first held-out identity: 0 for the report's numbers, 20 for the validation range used to choose between training runs.")
+@click.option(
+    "--first",
+    default=0,
+    show_default=True,
+    help="Index of the first held-out identity: 0 for the report's numbers, 20 for the validation range used to choose between training runs.",
+)
 @click.option("--prompts", default=8, show_default=True, help="Test prompts per identity (≤ 12).")
 @click.option("--steps", default=20, show_default=True, help="Denoising steps.")
 @click.option("--guidance", default=3.0, show_default=True, help="Classifier-free guidance scale.")
-@click.option("--scale", default=1.0, show_default=True, help="Adapter scale of the γ sweep (the report uses 1; other values map the (γ, scale) control surface).")
+@click.option(
+    "--scale",
+    default=1.0,
+    show_default=True,
+    help="Adapter scale of the γ sweep (the report uses 1; other values map the (γ, scale) control surface).",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, guidance, scale, seed, device):
     """CLIP-T / CLIP-I / DINO-I of the miniworld preset on held-out identities at γ = 0 … 1 and for the base
     model without reference, with the independent evaluation encoders, plus real-vs-real / real-vs-other
     calibration. Writes evaluation.json and evaluation.md to --out."""
-    from flexip_miniworld.evaluate import evaluate as run_evaluation
     from flexip.presets import get_preset
+    from flexip_miniworld.evaluate import evaluate as run_evaluation
 
     if not 1 <= prompts <= 12:
         raise FlexIPInputError(f"--prompts must be in [1, 12], got {prompts}")
-    result = run_evaluation(Path(preset_dir) if preset_dir else get_preset("miniworld").folder, Path(data_dir), Path(out_dir), subjects, prompts,
-                            steps, guidance, seed, device, first=first, scale=scale)
+    result = run_evaluation(
+        Path(preset_dir) if preset_dir else get_preset("miniworld").folder,
+        Path(data_dir),
+        Path(out_dir),
+        subjects,
+        prompts,
+        steps,
+        guidance,
+        seed,
+        device,
+        first=first,
+        scale=scale,
+    )
     click.echo((Path(out_dir) / "evaluation.md").read_text())
     click.echo(f"{result['seconds']:.0f} s; {Path(out_dir) / 'evaluation.json'}")
 

@@ -16,11 +16,13 @@ from flexip.errors import FlexIPInputError
 from flexip_miniworld.evaluate import identity_range
 
 #: The short names of `check_targets`' five entries, in its order; the last two are ratios with a bar.
-TARGETS = (("DINO-I rises with gamma (monotone)", "DINO-I ↑", None),
-           ("CLIP-I rises with gamma (monotone)", "CLIP-I ↑", None),
-           ("CLIP-T falls with gamma (monotone)", "CLIP-T ↓", None),
-           ("DINO-I gap closed at gamma=1 (target >= 0.5)", "gap", 0.5),
-           ("CLIP-T at gamma=0 / base (target >= 0.9)", "CLIP-T γ=0", 0.9))
+TARGETS = (
+    ("DINO-I rises with gamma (monotone)", "DINO-I ↑", None),
+    ("CLIP-I rises with gamma (monotone)", "CLIP-I ↑", None),
+    ("CLIP-T falls with gamma (monotone)", "CLIP-T ↓", None),
+    ("DINO-I gap closed at gamma=1 (target >= 0.5)", "gap", 0.5),
+    ("CLIP-T at gamma=0 / base (target >= 0.9)", "CLIP-T γ=0", 0.9),
+)
 
 
 def load_result(path: str | Path) -> dict:
@@ -30,8 +32,7 @@ def load_result(path: str | Path) -> dict:
     try:
         result = json.loads(file.read_text())
     except FileNotFoundError:
-        raise FlexIPInputError(f"{file} not found: expected a folder written by `flexip miniworld evaluate` "
-                               "(or its evaluation.json)") from None
+        raise FlexIPInputError(f"{file} not found: expected a folder written by `flexip miniworld evaluate` (or its evaluation.json)") from None
     except json.JSONDecodeError as error:
         raise FlexIPInputError(f"{file} is not valid JSON ({error})") from None
     if not {"scores", "targets", "gammas", "subjects"} <= set(result):
@@ -55,8 +56,10 @@ def targets_met(result: dict) -> list[str]:
 
 def comparison_table(results: dict[str, dict]) -> str:
     """One markdown row per labelled result."""
-    lines = ["| run | identities | CLIP-T γ = 0 → 1 | first CLIP-T step [95 %] | DINO-I γ = 0 → 1 | DINO id. γ = 1 | targets met | missed |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | identities | CLIP-T γ = 0 → 1 | first CLIP-T step [95 %] | DINO-I γ = 0 → 1 | DINO id. γ = 1 | targets met | missed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for label, result in results.items():
         curve = {m: [result["scores"][f"gamma={g}"][m] for g in result["gammas"]] for m in ("CLIP-T", "DINO-I")}
         step = result.get("gamma_steps", {}).get("CLIP-T", [None])[0]
@@ -64,8 +67,12 @@ def comparison_table(results: dict[str, dict]) -> str:
         met = targets_met(result)
         missed = [name for _, name, _ in TARGETS if name not in met]
         identified = result["scores"][f"gamma={result['gammas'][-1]}"]["DINO-I identification"]
-        lines.append(f"| {label} | {identity_range(result)} | " + " ".join(f"{v:.4f}" for v in curve["CLIP-T"])
-                     + f" | {step_text} | " + " ".join(f"{v:.3f}" for v in curve["DINO-I"])
-                     + f" | {identified:.3f}"
-                     + f" | {len(met)}/{len(TARGETS)} | {', '.join(missed) or '—'} |")
+        lines.append(
+            f"| {label} | {identity_range(result)} | "
+            + " ".join(f"{v:.4f}" for v in curve["CLIP-T"])
+            + f" | {step_text} | "
+            + " ".join(f"{v:.3f}" for v in curve["DINO-I"])
+            + f" | {identified:.3f}"
+            + f" | {len(met)}/{len(TARGETS)} | {', '.join(missed) or '—'} |"
+        )
     return "\n".join(lines)

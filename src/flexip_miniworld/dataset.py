@@ -94,8 +94,7 @@ def _check_world(root: Path, config: WorldConfig) -> None:
     if different:
         listed = ", ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in different.items())
         raise FlexIPInputError(
-            f"{root} holds a miniworld dataset made with other settings ({listed}); "
-            "use another folder, or the same settings to extend it"
+            f"{root} holds a miniworld dataset made with other settings ({listed}); use another folder, or the same settings to extend it"
         )
 
 

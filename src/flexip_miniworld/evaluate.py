@@ -26,10 +26,10 @@ import torch
 from PIL import Image
 
 from flexip.atomic import write_text
-from flexip.paths import portable_path
 from flexip.errors import FlexIPInputError
 from flexip.evaluation import metrics as M
 from flexip.evaluation.intervals import step_intervals
+from flexip.paths import portable_path
 from flexip_miniworld.dataset import load_jsonl
 
 GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -53,8 +53,10 @@ def heldout_rows(data_dir: Path, first: int, subjects: int) -> list[dict]:
         make_dataset(data_dir, WorldConfig(identities=400, heldout=max(40, needed)), images=0, videos=0, multiview=0, progress=False)
     rows = load_jsonl(data_dir / "heldout.jsonl")
     if needed > len(rows):
-        raise FlexIPInputError(f"{data_dir / 'heldout.jsonl'} has {len(rows)} held-out identities; this evaluation needs "
-                               f"{needed} (first + subjects). Use fewer subjects or render more with `flexip miniworld make-data --heldout`.")
+        raise FlexIPInputError(
+            f"{data_dir / 'heldout.jsonl'} has {len(rows)} held-out identities; this evaluation needs "
+            f"{needed} (first + subjects). Use fewer subjects or render more with `flexip miniworld make-data --heldout`."
+        )
     return rows[first:needed]
 
 
@@ -115,8 +117,9 @@ def identification(data_dir: Path, heldout: list[dict], clip, dino) -> dict:
 
 
 @torch.no_grad()
-def render_conditions(pipe, data_dir: Path, row: dict, chosen: list[int], gammas, steps: int, guidance: float,
-                      seed: int, scale: float = 1.0) -> tuple[list, list[str], dict[str, list]]:
+def render_conditions(
+    pipe, data_dir: Path, row: dict, chosen: list[int], gammas, steps: int, guidance: float, seed: int, scale: float = 1.0
+) -> tuple[list, list[str], dict[str, list]]:
     """One held-out identity (a heldout.jsonl row) on its test prompts `chosen`: its references, the
     prompts, and the images of every condition — "base" (no reference), "gamma=g" for each of `gammas`,
     "real render" (the renderer's own image of each prompt) — all generated from one noise (`seed`);
@@ -124,25 +127,47 @@ def render_conditions(pipe, data_dir: Path, row: dict, chosen: list[int], gammas
     references = [Image.open(data_dir / path).convert("RGB") for path in row["references"]]
     texts = [row["prompts"][k] for k in chosen]
     gammas = list(gammas)
-    swept = pipe(texts, reference_embeds=pipe.encode_reference(references), gamma=gammas, adapter_scale=scale,
-                 num_inference_steps=steps, guidance_scale=guidance, generator=torch.Generator().manual_seed(seed)).images  # prompt-major: p0 γ0..γn, p1 ...
-    by_condition = {"base": pipe(texts, adapter_scale=0.0, num_inference_steps=steps, guidance_scale=guidance,
-                                 generator=torch.Generator().manual_seed(seed)).images}
+    swept = pipe(
+        texts,
+        reference_embeds=pipe.encode_reference(references),
+        gamma=gammas,
+        adapter_scale=scale,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=torch.Generator().manual_seed(seed),
+    ).images  # prompt-major: p0 γ0..γn, p1 ...
+    by_condition = {
+        "base": pipe(
+            texts, adapter_scale=0.0, num_inference_steps=steps, guidance_scale=guidance, generator=torch.Generator().manual_seed(seed)
+        ).images
+    }
     for g_index, gamma in enumerate(gammas):
         by_condition[f"gamma={gamma}"] = [swept[p * len(gammas) + g_index] for p in range(len(texts))]
     by_condition["real render"] = [Image.open(data_dir / row["targets"][k]).convert("RGB") for k in chosen]
     return references, texts, by_condition
 
 
-def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20, prompts: int = 8, steps: int = 20,
-             guidance: float = 3.0, seed: int = 0, device: str = "cpu", log=print, first: int = 0, scale: float = 1.0) -> dict:
+def evaluate(
+    preset_dir: Path,
+    data_dir: Path,
+    out_dir: Path,
+    subjects: int = 20,
+    prompts: int = 8,
+    steps: int = 20,
+    guidance: float = 3.0,
+    seed: int = 0,
+    device: str = "cpu",
+    log=print,
+    first: int = 0,
+    scale: float = 1.0,
+) -> dict:
     """Held-out identities `first` … `first + subjects - 1` (0-19: the report; VALIDATION_FIRST onwards:
     validation) × `prompts` prompts; identity i's noise is seeded with `seed + i`. `scale` is the adapter
     scale of the γ sweep (1, the pipeline's default, for the report; other values map the control surface)."""
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
+    from flexip.loading import load_components
     from flexip.models.adapter import FlexIPAdapter
     from flexip.pipelines.pipeline_flexip import FlexIPPipeline
-    from flexip.loading import load_components
 
     preset_dir, data_dir, out_dir = Path(preset_dir), Path(data_dir), Path(out_dir)
     if first < 0 or subjects < 1:
@@ -187,7 +212,8 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
     for condition, values in embedded.items():
         for metric in ("CLIP-I", "DINO-I"):
             table[condition][f"{metric} identification"] = identification_accuracy(
-                torch.cat(values[metric]), torch.tensor(values["subject"]), reference_sets[metric])
+                torch.cat(values[metric]), torch.tensor(values["subject"]), reference_sets[metric]
+            )
     calib = calibration(data_dir, clip, dino)
     sweep = [f"gamma={g}" for g in GAMMAS]
     subjects_of_cells = torch.tensor(embedded[sweep[0]]["subject"])
@@ -196,9 +222,21 @@ def evaluate(preset_dir: Path, data_dir: Path, out_dir: Path, subjects: int = 20
         intervals = step_intervals(torch.tensor([scores[c][metric] for c in sweep]), subjects_of_cells)
         steps_table[metric] = [{"from": a, "to": b, **vars(i)} for a, b, i in zip(GAMMAS, GAMMAS[1:], intervals)]
     result = {
-        "preset": portable_path(preset_dir), "subjects": len(rows), "first_subject": first, "adapter_scale": scale, "prompts_per_subject": prompts, "images_per_condition": len(rows) * prompts,
-        "steps": steps, "guidance": guidance, "seed": seed, "gammas": list(GAMMAS), "scores": table, "calibration": calib,
-        "targets": check_targets(table, calib), "gamma_steps": steps_table, "seconds": round(time.perf_counter() - started, 1),
+        "preset": portable_path(preset_dir),
+        "subjects": len(rows),
+        "first_subject": first,
+        "adapter_scale": scale,
+        "prompts_per_subject": prompts,
+        "images_per_condition": len(rows) * prompts,
+        "steps": steps,
+        "guidance": guidance,
+        "seed": seed,
+        "gammas": list(GAMMAS),
+        "scores": table,
+        "calibration": calib,
+        "targets": check_targets(table, calib),
+        "gamma_steps": steps_table,
+        "seconds": round(time.perf_counter() - started, 1),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "evaluation.json", json.dumps(result, indent=2) + "\n")  # atomic: a killed run leaves the old files whole
@@ -232,11 +270,13 @@ def plot_curves(result: dict, path: Path) -> Path:
             moved = curve[k + 1] - curve[k]
             resolved = steps is None or steps[k]["low"] > 0 or steps[k]["high"] < 0
             colour = "tab:green" if moved * direction >= 0 else "tab:red"
-            axis.plot(gammas[k:k + 2], curve[k:k + 2], color=colour, lw=2, ls="-" if resolved else "--")
+            axis.plot(gammas[k : k + 2], curve[k : k + 2], color=colour, lw=2, ls="-" if resolved else "--")
         axis.plot(gammas, curve, "o", color="black", ms=3)
-        levels = (("base (no reference)", result["scores"]["base"][metric], "0.5", "--"),
-                  ("true render", result["scores"]["real render"][metric], "tab:blue", "-."),
-                  ("real-vs-real", result["calibration"]["real-vs-real"][metric], "tab:purple", ":"))
+        levels = (
+            ("base (no reference)", result["scores"]["base"][metric], "0.5", "--"),
+            ("true render", result["scores"]["real render"][metric], "tab:blue", "-."),
+            ("real-vs-real", result["calibration"]["real-vs-real"][metric], "tab:purple", ":"),
+        )
         for label, value, colour, style in levels:
             axis.axhline(value, color=colour, ls=style, lw=1, label=label)
         axis.set_title(f"{metric} (should {'rise' if direction > 0 else 'fall'})", fontsize=9)
@@ -244,8 +284,11 @@ def plot_curves(result: dict, path: Path) -> Path:
         axis.set_xticks(gammas)
         axis.tick_params(labelsize=7)
     axes[0].legend(fontsize=6, loc="best")
-    figure.suptitle(f"held-out identities {identity_range(result)} × {result['prompts_per_subject']} prompts; "
-                    "solid step: 95 % interval excludes 0, dashed: it does not", fontsize=8)
+    figure.suptitle(
+        f"held-out identities {identity_range(result)} × {result['prompts_per_subject']} prompts; "
+        "solid step: 95 % interval excludes 0, dashed: it does not",
+        fontsize=8,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return path
@@ -272,13 +315,17 @@ def check_targets(table: dict, calib: dict) -> dict:
 def markdown(result: dict) -> str:
     scale = result.get("adapter_scale", 1.0)
     scale_note = "" if scale == 1.0 else f"at adapter scale {scale:g} "
-    lines = [f"Held-out identities {identity_range(result)}"
-             f"{' (validation range)' if result.get('first_subject', 0) >= VALIDATION_FIRST else ''}: {result['subjects']} × {result['prompts_per_subject']} prompts "
-             + scale_note +
-             f"({result['images_per_condition']} images per row); {result['steps']} DDIM steps, guidance {result['guidance']}, "
-             "scored with the evaluation encoders (eval/clip, eval/dino). *id.*: share of images whose own subject "
-             f"scores highest among the {result['subjects']} subjects' references (chance {1 / result['subjects']:.3f}).", "",
-             "| condition | CLIP-T | CLIP-I | DINO-I | CLIP-I id. | DINO-I id. |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Held-out identities {identity_range(result)}"
+        f"{' (validation range)' if result.get('first_subject', 0) >= VALIDATION_FIRST else ''}: {result['subjects']} × {result['prompts_per_subject']} prompts "
+        + scale_note
+        + f"({result['images_per_condition']} images per row); {result['steps']} DDIM steps, guidance {result['guidance']}, "
+        "scored with the evaluation encoders (eval/clip, eval/dino). *id.*: share of images whose own subject "
+        f"scores highest among the {result['subjects']} subjects' references (chance {1 / result['subjects']:.3f}).",
+        "",
+        "| condition | CLIP-T | CLIP-I | DINO-I | CLIP-I id. | DINO-I id. |",
+        "|---|---|---|---|---|---|",
+    ]
     for condition, values in result["scores"].items():
         name = "base, no reference (adapter_scale = 0)" if condition == "base" else condition.replace("gamma=", "FlexIP γ = ")
         if condition == "real render":
@@ -288,17 +335,27 @@ def markdown(result: dict) -> str:
     for kind, values in result["calibration"].items():
         if kind == "identification":
             continue
-        lines.append(f"| calibration: {kind} ({values['pairs']} pairs) | {values['CLIP-T']:.4f} | {values['CLIP-I']:.4f} | {values['DINO-I']:.4f} | — | — |")
+        lines.append(
+            f"| calibration: {kind} ({values['pairs']} pairs) | {values['CLIP-T']:.4f} | {values['CLIP-I']:.4f} | {values['DINO-I']:.4f} | — | — |"
+        )
     found = result["calibration"].get("identification")
     if found:
-        lines += ["", f"Identification (calibration): of {found['scenes']} true renders in background-only scenes, the share whose own "
-                  f"identity scores highest among all {found['identities']} identities' references: CLIP-I {found['CLIP-I']:.3f}, DINO-I {found['DINO-I']:.3f} "
-                  f"(chance {found['chance']:.3f})."]
+        lines += [
+            "",
+            f"Identification (calibration): of {found['scenes']} true renders in background-only scenes, the share whose own "
+            f"identity scores highest among all {found['identities']} identities' references: CLIP-I {found['CLIP-I']:.3f}, DINO-I {found['DINO-I']:.3f} "
+            f"(chance {found['chance']:.3f}).",
+        ]
     if result.get("gamma_steps"):
-        lines += ["", "Each γ step, image by image (same subject, prompt and noise): mean change and 95 % interval from "
-                  "2000 bootstrap resamples of the subjects (`flexip.evaluation.intervals`); an interval that "
-                  "holds 0 is a step the measurement cannot tell from no change.", "",
-                  "| step | " + " | ".join(result["gamma_steps"]) + " |", "|---|" + "---|" * len(result["gamma_steps"])]
+        lines += [
+            "",
+            "Each γ step, image by image (same subject, prompt and noise): mean change and 95 % interval from "
+            "2000 bootstrap resamples of the subjects (`flexip.evaluation.intervals`); an interval that "
+            "holds 0 is a step the measurement cannot tell from no change.",
+            "",
+            "| step | " + " | ".join(result["gamma_steps"]) + " |",
+            "|---|" + "---|" * len(result["gamma_steps"]),
+        ]
         for k, step in enumerate(next(iter(result["gamma_steps"].values()))):
             cells = [f"{s[k]['mean']:+.4f} [{s[k]['low']:+.4f}, {s[k]['high']:+.4f}]" for s in result["gamma_steps"].values()]
             lines.append(f"| γ {step['from']} → {step['to']} | " + " | ".join(cells) + " |")

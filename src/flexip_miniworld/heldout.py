@@ -84,23 +84,27 @@ def calibration_pairs(config: WorldConfig) -> list[dict]:
         # Targets 0..5 are the background-only prompts (see heldout_prompt_texts).
         for _ in range(PAIRS_PER_IDENTITY):
             a, b = rng.choice(6, size=2, replace=False)
-            pairs.append({
-                "kind": "real-vs-real",
-                "a": f"heldout/{name}/target_{a:02d}.png",
-                "b": f"heldout/{name}/target_{b:02d}.png",
-                "subject_a": name,
-                "subject_b": name,
-            })
+            pairs.append(
+                {
+                    "kind": "real-vs-real",
+                    "a": f"heldout/{name}/target_{a:02d}.png",
+                    "b": f"heldout/{name}/target_{b:02d}.png",
+                    "subject_a": name,
+                    "subject_b": name,
+                }
+            )
         if config.heldout > 1:
             for _ in range(PAIRS_PER_IDENTITY):
                 other = (j + 1 + int(rng.integers(config.heldout - 1))) % config.heldout
                 other_name = make_identity("heldout", other, config.seed).name
                 a, b = rng.choice(6, size=2, replace=False)
-                pairs.append({
-                    "kind": "real-vs-other",
-                    "a": f"heldout/{name}/target_{a:02d}.png",
-                    "b": f"heldout/{other_name}/target_{b:02d}.png",
-                    "subject_a": name,
-                    "subject_b": other_name,
-                })
+                pairs.append(
+                    {
+                        "kind": "real-vs-other",
+                        "a": f"heldout/{name}/target_{a:02d}.png",
+                        "b": f"heldout/{other_name}/target_{b:02d}.png",
+                        "subject_a": name,
+                        "subject_b": other_name,
+                    }
+                )
     return pairs

@@ -19,7 +19,6 @@ import colorsys
 import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Optional
 
 import numpy as np
 
@@ -30,7 +29,7 @@ CLASSES: tuple[str, ...] = ("blob", "bot", "bird", "fish", "bug", "mushroom")
 #: Fill patterns of the body (secondary colour over primary). "stripes"/"spots" are also reachable by text.
 PATTERNS: tuple[str, ...] = ("stripes", "spots", "checker", "rings", "belly", "zigzag")
 #: Accessories; None means the subject wears nothing.
-ACCESSORIES: tuple[Optional[str], ...] = (None, "hat", "bow", "scarf")
+ACCESSORIES: tuple[str | None, ...] = (None, "hat", "bow", "scarf")
 #: Outline harmonics used for every identity (k = 2..6); k = 1 would only shift the body.
 HARMONIC_ORDERS: tuple[int, ...] = (2, 3, 4, 5, 6)
 MAX_MARKS = 2
@@ -68,7 +67,7 @@ class Identity:
     eye_gaze: float  # pupil offset, -1..1 of the eye radius
     facing: int  # +1 right, -1 left (birds and fish look that way)
     features: tuple[float, float, float]  # class-specific proportions in [0, 1]
-    accessory: Optional[str]
+    accessory: str | None
     accessory_colour: Colour
 
     def vector(self) -> np.ndarray:
@@ -165,8 +164,7 @@ def make_identity(split: str, index: int, world_seed: int = 0) -> Identity:
     roundness = rng.uniform(3.2, 5.0) if noun == "bot" else rng.uniform(1.8, 2.6)
     wobble = 0.16 if noun == "blob" else 0.06
     harmonics = tuple(
-        (round(float(rng.uniform(0.0, wobble) / math.sqrt(k - 1)), 5), round(float(rng.uniform(0, 2 * math.pi)), 5))
-        for k in HARMONIC_ORDERS
+        (round(float(rng.uniform(0.0, wobble) / math.sqrt(k - 1)), 5), round(float(rng.uniform(0, 2 * math.pi)), 5)) for k in HARMONIC_ORDERS
     )
 
     hue = float(rng.uniform(0, 1))

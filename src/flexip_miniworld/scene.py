@@ -28,7 +28,6 @@ studio backdrop that references are rendered on.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Optional
 
 import numpy as np
 
@@ -78,13 +77,13 @@ _ADJECTIVES: tuple[tuple[str, tuple[str, ...]], ...] = (
 class SceneText:
     """The text-addressable part of a scene. None = the default (plain, centred, normal size, as-is)."""
 
-    background: Optional[str] = None
-    placement: Optional[str] = None
-    size: Optional[str] = None
-    style: Optional[str] = None
-    colour: Optional[str] = None
-    pattern: Optional[str] = None
-    shape: Optional[str] = None
+    background: str | None = None
+    placement: str | None = None
+    size: str | None = None
+    style: str | None = None
+    colour: str | None = None
+    pattern: str | None = None
+    shape: str | None = None
 
     def __post_init__(self) -> None:
         allowed = {
@@ -141,7 +140,7 @@ def parse_caption(sentence: str) -> tuple[str, SceneText]:
     """Read a caption of the grammar back into (noun, SceneText); FlexIPInputError if it does not parse."""
     original = sentence
     sentence = " ".join(str(sentence).strip().lower().split())
-    values: dict[str, Optional[str]] = {}
+    values: dict[str, str | None] = {}
     if "," in sentence:
         sentence, style = (part.strip() for part in sentence.rsplit(",", 1))
         if style not in STYLES:
@@ -190,7 +189,7 @@ SCENE_PROBABILITIES: dict[str, float] = {
 }
 
 
-def sample_scene_text(rng: np.random.Generator, probabilities: Optional[dict[str, float]] = None) -> SceneText:
+def sample_scene_text(rng: np.random.Generator, probabilities: dict[str, float] | None = None) -> SceneText:
     """A random scene of the grammar; each attribute is set independently."""
     p = dict(SCENE_PROBABILITIES, **(probabilities or {}))
     return SceneText(

@@ -13,8 +13,23 @@ def _reference(tmp_path):
 
 def test_generate_sweep_writes_images_and_grid(tmp_path):
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["generate", "--reference", str(_reference(tmp_path)), "--prompt", "a dog in the snow",
-                                       "--gamma", "0", "0.5,1", "--steps", "2", "--out", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "generate",
+            "--reference",
+            str(_reference(tmp_path)),
+            "--prompt",
+            "a dog in the snow",
+            "--gamma",
+            "0",
+            "0.5,1",
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.iterdir())
     assert names == ["00_a-dog-in-the-snow_g0.00_0.png", "00_a-dog-in-the-snow_g0.50_0.png", "00_a-dog-in-the-snow_g1.00_0.png", "grid.png"]
@@ -63,7 +78,22 @@ def test_generate_accepts_schedule_and_per_block_gamma(tmp_path):
     runner = CliRunner()
     for gamma, stem in (("1.0:0.2", "1-0-0-2"), ("down=0.2,up=0.9", "down-0-2-up-0-9")):
         out = tmp_path / stem
-        result = runner.invoke(main, ["generate", "--reference", str(_reference(tmp_path)), "--prompt", "a dog", "--gamma", gamma, "--steps", "1", "--out", str(out)])
+        result = runner.invoke(
+            main,
+            [
+                "generate",
+                "--reference",
+                str(_reference(tmp_path)),
+                "--prompt",
+                "a dog",
+                "--gamma",
+                gamma,
+                "--steps",
+                "1",
+                "--out",
+                str(out),
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert [p.name for p in out.iterdir()] == [f"00_a-dog_{stem}_0.png"]
     result = runner.invoke(main, ["generate", "--reference", str(_reference(tmp_path)), "--prompt", "a dog", "--gamma", "0.5", "1:0", "--steps", "1"])

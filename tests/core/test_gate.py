@@ -98,6 +98,7 @@ def test_sweep_values_for_grids_and_evaluation():
 
 # ---- the API forms ------------------------------------------------------------------------------------
 
+
 def _gamma_at(gamma, layer: str, fraction: float) -> float:
     """γ of `layer` at step fraction 0, 0.25, 0.5, 0.75 or 1 of a 5-step call, as the processor reads it."""
     gate = GateSettings(gamma=gamma).at_steps(5)[round(fraction * 4)]
@@ -129,11 +130,21 @@ def test_every_form_gives_its_weight_per_layer_and_step(gamma, layer, fraction, 
 @pytest.mark.parametrize(
     "bad, message",
     [
-        (1.5, r"\[0, 1\]"), (-0.1, r"\[0, 1\]"), (float("nan"), r"\[0, 1\]"), (True, "must be a number"),
-        ("0.5", "parse_gamma"), ([0.2, 2.0], r"\[0, 1\]"), ([], "at least one value"),
-        (torch.tensor([0.5, float("nan")]), r"\[0, 1\]"), (torch.zeros(2, 2), "1-D"),
-        ({"down": 3.0}, r"gamma\['down'\]"), ({}, "must not be empty"), ({"down": {"up": 0.1}}, "nested"),
-        ({1: 0.3}, "keys"), ({"down": 0.1, "down_blocks": 0.2}, "same block"), ({"up": []}, "at least one value"),
+        (1.5, r"\[0, 1\]"),
+        (-0.1, r"\[0, 1\]"),
+        (float("nan"), r"\[0, 1\]"),
+        (True, "must be a number"),
+        ("0.5", "parse_gamma"),
+        ([0.2, 2.0], r"\[0, 1\]"),
+        ([], "at least one value"),
+        (torch.tensor([0.5, float("nan")]), r"\[0, 1\]"),
+        (torch.zeros(2, 2), "1-D"),
+        ({"down": 3.0}, r"gamma\['down'\]"),
+        ({}, "must not be empty"),
+        ({"down": {"up": 0.1}}, "nested"),
+        ({1: 0.3}, "keys"),
+        ({"down": 0.1, "down_blocks": 0.2}, "same block"),
+        ({"up": []}, "at least one value"),
     ],
 )
 def test_invalid_gamma_is_refused_when_made(bad, message):
@@ -168,6 +179,7 @@ def test_forms_and_numbers():
 
 
 # ---- immutable --------------------------------------------------------------------------------------
+
 
 def test_a_value_cannot_be_mutated():
     gamma = Gamma.of({"down": [0.2, 0.8], "up": 0.9})
@@ -252,8 +264,11 @@ def test_independent_weights_and_off_states():
     assert not GateSettings(gamma=0.0).is_off
     assert GateSettings().gamma == Gamma(0.5)
     for kwargs, message in (
-        (dict(w_pres=0.5), "give both"), (dict(w_pres=-1.0, w_pers=0.5), "w_pres"), (dict(adapter_scale=float("inf")), "adapter_scale"),
-        (dict(gamma=0.5, w_pres=0.5, w_pers=0.5), "either gamma"), (dict(repeat=0), "repeat"),
+        (dict(w_pres=0.5), "give both"),
+        (dict(w_pres=-1.0, w_pers=0.5), "w_pres"),
+        (dict(adapter_scale=float("inf")), "adapter_scale"),
+        (dict(gamma=0.5, w_pres=0.5, w_pers=0.5), "either gamma"),
+        (dict(repeat=0), "repeat"),
     ):
         with pytest.raises(FlexIPInputError, match=message):
             GateSettings(**kwargs)

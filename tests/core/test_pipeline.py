@@ -17,8 +17,14 @@ def _np(pipe, **kwargs):
 
 def test_scale_zero_equals_plain_stable_diffusion(pipe):
     plain = StableDiffusionPipeline(
-        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet, scheduler=pipe.scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=pipe.vae,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+        unet=pipe.unet,
+        scheduler=pipe.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     plain.set_progress_bar_config(disable=True)
     expected = plain("a dog in the snow", num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0), output_type="np").images
@@ -30,8 +36,14 @@ def test_scale_zero_equals_plain_stable_diffusion(pipe):
 
 def test_sweep_in_one_call_matches_separate_calls_and_reuses_embeddings(pipe, reference_image):
     embeds = pipe.encode_reference(reference_image)
-    sweep = pipe("a cat on the beach", reference_embeds=embeds, gamma=[0.0, 0.5, 1.0], num_inference_steps=STEPS,
-                 generator=torch.Generator().manual_seed(0), output_type="np")
+    sweep = pipe(
+        "a cat on the beach",
+        reference_embeds=embeds,
+        gamma=[0.0, 0.5, 1.0],
+        num_inference_steps=STEPS,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    )
     assert sweep.gammas == [0.0, 0.5, 1.0]
     for index, gamma in enumerate((0.0, 0.5, 1.0)):
         single = _np(pipe, prompt="a cat on the beach", reference_embeds=embeds, gamma=gamma)
@@ -42,8 +54,15 @@ def test_sweep_in_one_call_matches_separate_calls_and_reuses_embeddings(pipe, re
 
 
 def test_batch_layout_prompts_sweep_images(pipe, reference_image):
-    out = pipe(["a dog", "a cat"], reference_images=reference_image, gamma=[0.2, 0.8], num_images_per_prompt=2,
-               num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
+    out = pipe(
+        ["a dog", "a cat"],
+        reference_images=reference_image,
+        gamma=[0.2, 0.8],
+        num_images_per_prompt=2,
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    )
     assert out.images.shape == (8, 16, 16, 3)
     assert out.gammas == [0.2, 0.2, 0.8, 0.8] * 2
     assert np.isfinite(out.images).all()

@@ -45,7 +45,7 @@ def test_damaged_manifest_and_missing_subfolder(tmp_path, monkeypatch):
     (tmp_path / "bad" / "manifest.json").write_bytes(b"\xff\xfe not utf-8")
     monkeypatch.setattr(presets, "PRESETS_ROOT", tmp_path)
     with pytest.raises(FlexIPInputError, match="damaged"):
-        presets.get_preset("bad").manifest
+        _ = presets.get_preset("bad").manifest
     with pytest.raises(FlexIPInputError, match="has no 'dino'"):
         presets.resolve_preset_id("bad:dino")
 
@@ -84,7 +84,9 @@ def test_allow_pickle_reaches_the_adapter_with_a_preset_base(tmp_path):
 
 
 def test_loading_the_miniworld_preset_does_not_import_the_miniworld_package():
-    code = ("import sys; from flexip import FlexIPPipeline; FlexIPPipeline.from_pretrained('miniworld'); "
-            "print(sorted(m for m in sys.modules if m.startswith('flexip_miniworld')))")
+    code = (
+        "import sys; from flexip import FlexIPPipeline; FlexIPPipeline.from_pretrained('miniworld'); "
+        "print(sorted(m for m in sys.modules if m.startswith('flexip_miniworld')))"
+    )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from flexip.gate import GateSettings
-from flexip.models import FlexIPConditioning, FlexIPAttnProcessor, inject_adapter, injected, remove_adapter
+from flexip.models import FlexIPAttnProcessor, FlexIPConditioning, inject_adapter, injected, remove_adapter
 
 
 def unet_inputs(unet, batch=2, seed=0):

@@ -7,10 +7,15 @@ from flexip.gate import GateSettings
 from flexip.models import FlexIPAdapter, FlexIPConditioning, injected
 
 SD15_UNET = dict(
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=768, attention_head_dim=8,
+    cross_attention_dim=768,
+    attention_head_dim=8,
 )
 
 
@@ -21,10 +26,14 @@ def expected_parameter_count(clip=1024, dino=1024, cross=768, n_c=4, n_q=16, dep
     attention = lambda d: 3 * linear(d, d, bias=False) + linear(d, d)
     feed_forward = lambda d: norm(d) + linear(d, 4 * d) + linear(4 * d, d)
     preservation = (
-        linear(clip, n_c * cross) + norm(cross)                          # global tokens
-        + n_q * width + linear(clip, width) + linear(dino, width)         # queries, conditioning, feature projection
+        linear(clip, n_c * cross)
+        + norm(cross)  # global tokens
+        + n_q * width
+        + linear(clip, width)
+        + linear(dino, width)  # queries, conditioning, feature projection
         + depth * (2 * norm(width) + attention(width) + feed_forward(width))
-        + linear(width, cross) + norm(cross)
+        + linear(width, cross)
+        + norm(cross)
     )
     personalization = linear(clip, n_v * cross) + norm(cross) + depth_pers * (norm(cross) + attention(cross) + feed_forward(cross))
     hidden_sizes = [320] * 2 + [640] * 2 + [1280] * 2 + [1280] + [1280] * 3 + [640] * 3 + [320] * 3  # 16 layers

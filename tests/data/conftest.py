@@ -42,7 +42,7 @@ def make_image():
         path.parent.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
         array = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
-        array[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = color
+        array[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = color
         Image.fromarray(array).save(path)
         if caption is not None:
             path.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")

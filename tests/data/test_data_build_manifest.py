@@ -29,8 +29,9 @@ def tree(tmp_path, make_image, make_video):
     make_video(root / "videos/walk.mp4", frames=12)
     (root / "videos/walk.txt").write_text("a bot on the beach\n")
     make_video(root / "videos/s9/spin.mkv", frames=12)
-    (root / "videos/s9/spin.captions.json").write_text(json.dumps(
-        [{"start": 0, "end": 5, "caption": "a red bot"}, {"start": 6, "end": 11, "caption": "a blue bot"}]))
+    (root / "videos/s9/spin.captions.json").write_text(
+        json.dumps([{"start": 0, "end": 5, "caption": "a red bot"}, {"start": 6, "end": 11, "caption": "a blue bot"}])
+    )
     make_video(root / "videos/nocaption.mp4", frames=12)
     for view in range(3):
         make_image(root / f"multiview/s1/{view:02d}.png")
@@ -46,12 +47,15 @@ def test_build_manifest_finds_everything_and_loads(tree, tmp_path):
     out = tmp_path / "out" / "train.jsonl"
     report = build_manifest(tree, out)
     assert dict(report.counts) == {"image": 2, "video": 2, "multiview": 2}
-    assert dict(report.left_out) == {"image_without_caption": 2, "video_without_caption": 1,
-                                     "multiview_too_few_views": 1, "multiview_without_caption": 1}
+    assert dict(report.left_out) == {
+        "image_without_caption": 2,
+        "video_without_caption": 1,
+        "multiview_too_few_views": 1,
+        "multiview_without_caption": 1,
+    }
     records = load_manifest(out)
     assert len(records) == 6
-    by_name = {getattr(r, "image", getattr(r, "video", None)).name if r.kind != "multiview" else r.subject: r
-               for r in records}
+    by_name = {getattr(r, "image", getattr(r, "video", None)).name if r.kind != "multiview" else r.subject: r for r in records}
     assert by_name["cat.png"].caption == "a cat on a sofa" and by_name["cat.png"].subject is None
     dog = by_name["a.JPG"]
     assert dog.subject == "dog1" and dog.mask == (tree / "masks/dog1/a.png").resolve()

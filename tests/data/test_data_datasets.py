@@ -110,10 +110,10 @@ def test_mask_puts_the_subject_on_a_plain_background(tmp_path, make_image, write
     mask = np.zeros((40, 40), np.uint8)
     mask[10:30, 10:20] = 255  # a 10 × 20 subject box
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        {"modality": "image", "image": "img.png", "mask": "mask.png", "caption": "x"}])
-    dataset = FlexIPDataset(load_manifest(manifest), augment=ReferenceAugment(
-        scale=(1, 1), ratio=(1, 1), flip_p=0, mask_margin=0.2, background=(0, 0, 255)))
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"modality": "image", "image": "img.png", "mask": "mask.png", "caption": "x"}])
+    dataset = FlexIPDataset(
+        load_manifest(manifest), augment=ReferenceAugment(scale=(1, 1), ratio=(1, 1), flip_p=0, mask_margin=0.2, background=(0, 0, 255))
+    )
     sample = dataset[0]
     reference = np.asarray(sample["reference"])
     assert reference.shape == (28, 14, 3)  # the box plus 20% margin on each side
@@ -160,10 +160,13 @@ def test_bad_data_is_skipped_counted_and_logged(tmp_path, make_image, make_video
 
 def test_a_modality_with_only_bad_data_fails_clearly(tmp_path, make_image, write_jsonl):
     make_image(tmp_path / "good.png", caption="ok")
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        {"modality": "image", "image": "good.png"},
-        {"modality": "video", "video": "missing.mp4", "caption": "x"},
-    ])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"modality": "image", "image": "good.png"},
+            {"modality": "video", "video": "missing.mp4", "caption": "x"},
+        ],
+    )
     dataset = FlexIPDataset(load_manifest(manifest), max_attempts=5)
     assert dataset[0]["caption"] == "ok"
     with pytest.raises(FlexIPInputError, match="5 video records in a row were unusable"):
@@ -204,8 +207,7 @@ def test_sampler_mixes_modalities_in_ratio_and_resumes(good_manifest):
 def test_sampler_replicas_split_the_global_stream(good_manifest):
     records = load_manifest(good_manifest)
     single = [ModalityMixSampler(records, {"image": 1, "video": 1}, num_samples=20, seed=4).draw(i) for i in range(20)]
-    ranks = [list(ModalityMixSampler(records, {"image": 1, "video": 1}, num_samples=10, seed=4,
-                                     num_replicas=2, rank=r)) for r in range(2)]
+    ranks = [list(ModalityMixSampler(records, {"image": 1, "video": 1}, num_samples=10, seed=4, num_replicas=2, rank=r)) for r in range(2)]
     interleaved = [index for pair in zip(*ranks) for index, _ in pair]
     assert interleaved == single
 
@@ -226,8 +228,7 @@ def test_sampler_argument_checks(good_manifest, tmp_path, make_image, write_json
 
 def test_dataloader_with_workers_keeps_pil_and_sums_skips(tmp_path, make_image, write_jsonl):
     make_image(tmp_path / "good.png", caption="good")
-    entries = [{"modality": "image", "image": "good.png"}] + [
-        {"modality": "image", "image": f"missing{i}.png", "caption": "x"} for i in range(3)]
+    entries = [{"modality": "image", "image": "good.png"}] + [{"modality": "image", "image": f"missing{i}.png", "caption": "x"} for i in range(3)]
     dataset = FlexIPDataset(load_manifest(write_jsonl(tmp_path / "m.jsonl", entries)), seed=2)
     sampler = ModalityMixSampler(dataset, {"image": 1.0}, num_samples=16, seed=2)
     batches = {}
@@ -266,11 +267,14 @@ def test_partial_span_captions_choose_captioned_targets(tmp_path, make_video, wr
     make_video(tmp_path / "partial.mp4", frames=12)
     make_video(tmp_path / "tiny.mp4", frames=5)
     make_video(tmp_path / "silent.mp4", frames=12)
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        {"modality": "video", "video": "partial.mp4", "captions": [{"start": 0, "end": 2, "caption": "start"}]},
-        {"modality": "video", "video": "tiny.mp4", "captions": [{"start": 2, "end": 2, "caption": "middle"}]},
-        {"modality": "video", "video": "silent.mp4"},
-    ])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"modality": "video", "video": "partial.mp4", "captions": [{"start": 0, "end": 2, "caption": "start"}]},
+            {"modality": "video", "video": "tiny.mp4", "captions": [{"start": 2, "end": 2, "caption": "middle"}]},
+            {"modality": "video", "video": "silent.mp4"},
+        ],
+    )
     dataset = FlexIPDataset(load_manifest(manifest), min_gap=3, max_gap=5, max_attempts=30)
     for epoch in range(15):
         sample = dataset[(0, epoch)]
@@ -285,8 +289,10 @@ def test_subject_references_lend_another_image_of_the_same_subject(tmp_path, mak
     colors = {"a0.png": (250, 0, 0), "a1.png": (0, 250, 0), "a2.png": (0, 0, 250), "b0.png": (250, 250, 0), "c0.png": (0, 250, 250)}
     images = {name: make_image(tmp_path / name, color=color) for name, color in colors.items()}
     subjects = {"a0.png": "a", "a1.png": "a", "a2.png": "a", "b0.png": "b", "c0.png": None}
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        {"modality": "image", "image": name, "caption": "x", **({"subject": s} if s else {})} for name, s in subjects.items()])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"modality": "image", "image": name, "caption": "x", **({"subject": s} if s else {})} for name, s in subjects.items()],
+    )
     records = load_manifest(manifest)
     pixels = {name: np.asarray(Image.open(path)) for name, path in images.items()}
 
@@ -325,11 +331,10 @@ def test_a_mask_clip_isolates_the_reference_frames_subject(tmp_path, make_video,
     masks = []
     for frame in range(12):  # a 8 × 12 subject box that moves one pixel right per frame
         mask = np.zeros((32, 32, 3), np.uint8)
-        mask[10:22, 4 + frame:12 + frame] = 255
+        mask[10:22, 4 + frame : 12 + frame] = 255
         masks.append(mask)
     write_video(masks, tmp_path / "clip_mask.mp4", fps=8)
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        {"modality": "video", "video": "clip.mp4", "mask": "clip_mask.mp4", "caption": "a bot"}])
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"modality": "video", "video": "clip.mp4", "mask": "clip_mask.mp4", "caption": "a bot"}])
     records = load_manifest(manifest)
     assert records[0].mask == tmp_path / "clip_mask.mp4"
     dataset = FlexIPDataset(records, min_gap=2, max_gap=4, augment=ReferenceAugment(mask_margin=0.25, background=(0, 0, 255)))
@@ -352,7 +357,12 @@ def test_view_masks_isolate_the_reference_views_subject(tmp_path, make_image, wr
         mask = np.zeros((32, 32), np.uint8)
         mask[8:24, 8:16] = 255  # an 8 × 16 box
         Image.fromarray(mask).save(tmp_path / f"views/{view}_mask.png")
-    entry = {"modality": "video", "views": [f"views/{v}.png" for v in range(3)], "masks": [f"views/{v}_mask.png" for v in range(3)], "caption": "x"}
+    entry = {
+        "modality": "video",
+        "views": [f"views/{v}.png" for v in range(3)],
+        "masks": [f"views/{v}_mask.png" for v in range(3)],
+        "caption": "x",
+    }
     records = load_manifest(write_jsonl(tmp_path / "m.jsonl", [entry]))
     assert len(records[0].masks) == 3
     sample = FlexIPDataset(records, augment=ReferenceAugment(mask_margin=0.0, background=(1, 2, 3)))[0]
@@ -367,7 +377,12 @@ def test_variant_masks_isolate_only_that_share_of_clip_and_capture_references(tm
         mask = np.zeros((32, 32), np.uint8)
         mask[8:24, 8:16] = 255
         Image.fromarray(mask).save(tmp_path / f"views/{view}_mask.png")
-    entry = {"modality": "video", "views": [f"views/{v}.png" for v in range(3)], "masks": [f"views/{v}_mask.png" for v in range(3)], "caption": "x"}
+    entry = {
+        "modality": "video",
+        "views": [f"views/{v}.png" for v in range(3)],
+        "masks": [f"views/{v}_mask.png" for v in range(3)],
+        "caption": "x",
+    }
     records = load_manifest(write_jsonl(tmp_path / "m.jsonl", [entry]))
 
     def isolated_share(dataset, draws=200):

@@ -18,12 +18,21 @@ from flexip.data import (
 from flexip.errors import FlexIPInputError
 
 GOOD = [
-    {"modality": "image", "image": "imgs/0001.png", "caption": "a blob in the snow", "mask": "masks/0001.png",
-     "subject": "id-17", "license": "cc0"},
+    {
+        "modality": "image",
+        "image": "imgs/0001.png",
+        "caption": "a blob in the snow",
+        "mask": "masks/0001.png",
+        "subject": "id-17",
+        "license": "cc0",
+    },
     {"modality": "image", "image": "/abs/0002.png"},
     {"modality": "video", "video": "clips/0001.mp4", "caption": "a bot on the beach"},
-    {"modality": "video", "video": "clips/0002.mp4",
-     "captions": [{"start": 12, "end": 23, "caption": "b"}, {"start": 0, "end": 11, "caption": "a"}]},
+    {
+        "modality": "video",
+        "video": "clips/0002.mp4",
+        "captions": [{"start": 12, "end": 23, "caption": "b"}, {"start": 0, "end": 11, "caption": "a"}],
+    },
     {"modality": "video", "views": ["views/s3/00.png", "views/s3/01.png"], "captions": ["front", "side"]},
 ]
 
@@ -69,8 +78,16 @@ def test_load_all_record_kinds(tmp_path, write_jsonl):
         ([{"modality": "video", "views": ["a.png", "b.png"], "captions": ["x"]}], "one caption per view"),
         ([{"modality": "video", "video": "a.mp4", "captions": [{"start": 5, "end": 2, "caption": "x"}]}], "start <= end"),
         ([{"modality": "video", "video": "a.mp4", "captions": [{"start": 0, "caption": "x"}]}], "'start', 'end'"),
-        ([{"modality": "video", "video": "a.mp4", "captions": [{"start": 0, "end": 4, "caption": "x"},
-                                                                {"start": 4, "end": 6, "caption": "y"}]}], "overlap"),
+        (
+            [
+                {
+                    "modality": "video",
+                    "video": "a.mp4",
+                    "captions": [{"start": 0, "end": 4, "caption": "x"}, {"start": 4, "end": 6, "caption": "y"}],
+                }
+            ],
+            "overlap",
+        ),
         ([{"modality": "video", "video": "a.mp4", "captions": []}], "non-empty list"),
     ],
 )
@@ -105,9 +122,7 @@ def test_write_manifest_round_trip(tmp_path, write_jsonl):
     out = tmp_path / "copy" / "again.jsonl"
     assert write_manifest(records, out) == len(GOOD)
     again = load_manifest(out)
-    assert again == [
-        type(r)(**{**r.__dict__, "source": f"again.jsonl:{i + 1}"}) for i, r in enumerate(records)
-    ]
+    assert again == [type(r)(**{**r.__dict__, "source": f"again.jsonl:{i + 1}"}) for i, r in enumerate(records)]
     # paths below the manifest folder are written relative to it, others absolute
     entry = record_to_json(records[0], tmp_path)
     assert entry["image"] == "imgs/0001.png" and entry["license"] == "cc0"

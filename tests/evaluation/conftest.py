@@ -80,11 +80,23 @@ def tiny_clip_config(projection_dim: int = 768):
 
     return CLIPConfig(
         text_config=dict(
-            vocab_size=514, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
-            max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513,
+            vocab_size=514,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            bos_token_id=512,
+            eos_token_id=513,
+            pad_token_id=513,
         ),
         vision_config=dict(
-            hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
         ),
         projection_dim=projection_dim,
     )

@@ -46,12 +46,17 @@ def ip_adapter_pipe():
 
     encoders = tiny_random.tiny_reference_encoders(seed=0)
     pipe = StableDiffusionPipeline(
-        **tiny_random.tiny_base_components(seed=0), safety_checker=None, requires_safety_checker=False,
-        feature_extractor=encoders["feature_extractor"], image_encoder=encoders["image_encoder"],
+        **tiny_random.tiny_base_components(seed=0),
+        safety_checker=None,
+        requires_safety_checker=False,
+        feature_extractor=encoders["feature_extractor"],
+        image_encoder=encoders["image_encoder"],
     )
     pipe.load_ip_adapter(
         ip_adapter_state_dict(pipe.unet, encoders["image_encoder"].config.projection_dim),
-        subfolder="", weight_name="", image_encoder_folder=None,
+        subfolder="",
+        weight_name="",
+        image_encoder_folder=None,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -76,8 +81,13 @@ def test_scale_sweep_generated_and_scored_like_flexip(tmp_path, ip_adapter_pipe,
     from flexip.evaluation.baselines import IPAdapterMethod
 
     method = IPAdapterMethod(ip_adapter_pipe)
-    config = RunConfig(values=(0.0, 1.0), images_per_prompt=1, subjects=("can",), prompts_per_subject=1,
-                       generation=GenerationSettings(num_inference_steps=2, guidance_scale=2.0))
+    config = RunConfig(
+        values=(0.0, 1.0),
+        images_per_prompt=1,
+        subjects=("can",),
+        prompts_per_subject=1,
+        generation=GenerationSettings(num_inference_steps=2, guidance_scale=2.0),
+    )
     summary = generate_benchmark(method, tiny_bench, tmp_path, config, progress=False)
     assert summary.generated == 2 and (tmp_path / "images" / "scale-1" / "can" / "00" / "0.png").is_file()
     written = score_run(tmp_path, tiny_bench, backbones, ScoreConfig(metrics=("CLIP-T", "CLIP-I")), method.name, method.control, config.values)

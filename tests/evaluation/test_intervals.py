@@ -61,10 +61,13 @@ def test_deterministic_for_a_seed():
     assert step_intervals(scores, groups, seed=7) != step_intervals(scores, groups, seed=8)
 
 
-@pytest.mark.parametrize("scores, groups, message", [
-    (torch.zeros(1, 4), torch.zeros(4), "conditions"),
-    (torch.zeros(2, 4), torch.zeros(3), "one id per cell"),
-])
+@pytest.mark.parametrize(
+    "scores, groups, message",
+    [
+        (torch.zeros(1, 4), torch.zeros(4), "conditions"),
+        (torch.zeros(2, 4), torch.zeros(3), "one id per cell"),
+    ],
+)
 def test_bad_shapes_say_what_was_expected(scores, groups, message):
     with pytest.raises(FlexIPInputError, match=message):
         step_intervals(scores, groups)

@@ -10,8 +10,8 @@ from flexip.errors import FlexIPInputError
 from flexip.evaluation import metrics as M
 from flexip.evaluation.backbones import (
     AestheticHead,
-    Backbones,
     BackboneConfig,
+    Backbones,
     _projected,
     load_aesthetic_head,
 )

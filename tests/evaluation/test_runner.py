@@ -44,8 +44,7 @@ class FakeMethod:
 
 def test_layout_seeds_and_resume(tmp_path, tiny_bench):
     method = FakeMethod()
-    config = RunConfig(values=(1.0, 0.0), images_per_prompt=2, seed=5, prompts_per_subject=2,
-                       generation=GenerationSettings(num_inference_steps=2))
+    config = RunConfig(values=(1.0, 0.0), images_per_prompt=2, seed=5, prompts_per_subject=2, generation=GenerationSettings(num_inference_steps=2))
     summary = generate_benchmark(method, tiny_bench, tmp_path, config, progress=False)
     assert config.values == (0.0, 1.0) and config.seeds == [5, 6]
     assert (summary.generated, summary.skipped) == (2 * 2 * 2 * 2, 0)  # subjects × prompts × seeds × values
@@ -62,15 +61,15 @@ def test_layout_seeds_and_resume(tmp_path, tiny_bench):
     assert (summary.generated, summary.skipped, again.calls, again.encoded) == (0, 16, [], 0)
 
     path.unlink()  # a missing image (e.g. an interrupted run) is regenerated, only for its value
-    extended = RunConfig(values=(0.0, 0.5, 1.0), images_per_prompt=2, seed=5, prompts_per_subject=2,
-                         generation=GenerationSettings(num_inference_steps=2))
+    extended = RunConfig(
+        values=(0.0, 0.5, 1.0), images_per_prompt=2, seed=5, prompts_per_subject=2, generation=GenerationSettings(num_inference_steps=2)
+    )
     resumed = FakeMethod()
     summary = generate_benchmark(resumed, tiny_bench, tmp_path, extended, progress=False)
     assert summary.generated == 8 + 1 and ("a can in the snow", (0.5, 1.0), 6) in resumed.calls
     assert json.loads((tmp_path / "images" / "run.json").read_text())["values"] == [0.0, 0.5, 1.0]
 
-    more = RunConfig(values=(0.0,), images_per_prompt=3, seed=5, prompts_per_subject=1,
-                     generation=GenerationSettings(num_inference_steps=2))
+    more = RunConfig(values=(0.0,), images_per_prompt=3, seed=5, prompts_per_subject=1, generation=GenerationSettings(num_inference_steps=2))
     summary = generate_benchmark(FakeMethod(), tiny_bench, tmp_path, more, progress=False)
     assert summary.generated == 2  # only seed 7 is new, for 2 subjects × 1 prompt
     assert json.loads((tmp_path / "images" / "run.json").read_text())["seeds"] == [5, 6, 7]
@@ -104,8 +103,6 @@ def test_generated_sweep_is_scored_with_its_run_settings(tmp_path, tiny_bench, b
     assert set(result.overall) == {"CLIP-T", "DINO-I"} and result.live is None
 
 
-
-
 def test_flexip_sweep_is_one_call_from_one_noise(tmp_path, tiny_bench):
     from flexip.evaluation.runner import FlexIPMethod
     from flexip.testing import tiny_pipeline
@@ -123,11 +120,36 @@ def test_eval_run_command_end_to_end(tmp_path, cli, tiny_bench_dir, backbone_con
     from click.testing import CliRunner
 
     args = [
-        "eval", "run", "--out", str(tmp_path / "run"), "--base-model", "tiny-random", "--gamma", "0,0.5,1",
-        "--images-per-prompt", "1", "--subjects", "dog,can", "--prompts-per-subject", "1", "--steps", "2",
-        "--device", "cpu", "--benchmark", str(tiny_bench_dir), "--clip-model", backbone_config.clip,
-        "--dino-model", backbone_config.dino, "--iqa-model", backbone_config.clip_iqa,
-        "--aesthetic-model", backbone_config.aesthetic_clip, "--aesthetic-head", backbone_config.aesthetic_head,
+        "eval",
+        "run",
+        "--out",
+        str(tmp_path / "run"),
+        "--base-model",
+        "tiny-random",
+        "--gamma",
+        "0,0.5,1",
+        "--images-per-prompt",
+        "1",
+        "--subjects",
+        "dog,can",
+        "--prompts-per-subject",
+        "1",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--benchmark",
+        str(tiny_bench_dir),
+        "--clip-model",
+        backbone_config.clip,
+        "--dino-model",
+        backbone_config.dino,
+        "--iqa-model",
+        backbone_config.clip_iqa,
+        "--aesthetic-model",
+        backbone_config.aesthetic_clip,
+        "--aesthetic-head",
+        backbone_config.aesthetic_head,
     ]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
@@ -147,28 +169,68 @@ def test_generate_and_eval_run_accept_the_same_sweep_texts(tmp_path, cli, tiny_b
     from click.testing import CliRunner
 
     common = ["--steps", "1", "--device", "cpu"]
-    generated = CliRunner().invoke(cli, ["generate", "--base", "tiny-random", "--reference", str(tiny_bench_dir / "dog" / "00.jpg"),
-                                         "--prompt", "a dog", "--gamma", *tokens, "--out", str(tmp_path / "gen"), *common])
+    generated = CliRunner().invoke(
+        cli,
+        [
+            "generate",
+            "--base",
+            "tiny-random",
+            "--reference",
+            str(tiny_bench_dir / "dog" / "00.jpg"),
+            "--prompt",
+            "a dog",
+            "--gamma",
+            *tokens,
+            "--out",
+            str(tmp_path / "gen"),
+            *common,
+        ],
+    )
     assert generated.exit_code == 0, generated.output
     assert sorted(path.name for path in (tmp_path / "gen").glob("00_*.png")) == [f"00_a-dog_g{g}_0.png" for g in ("0.00", "0.50", "1.00")]
-    evaluated = CliRunner().invoke(cli, ["eval", "run", "--out", str(tmp_path / "run"), "--base-model", "tiny-random", "--gamma", *tokens,
-                                         "--images-per-prompt", "1", "--subjects", "dog", "--prompts-per-subject", "1", "--no-score",
-                                         "--benchmark", str(tiny_bench_dir), *common])
+    evaluated = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "run",
+            "--out",
+            str(tmp_path / "run"),
+            "--base-model",
+            "tiny-random",
+            "--gamma",
+            *tokens,
+            "--images-per-prompt",
+            "1",
+            "--subjects",
+            "dog",
+            "--prompts-per-subject",
+            "1",
+            "--no-score",
+            "--benchmark",
+            str(tiny_bench_dir),
+            *common,
+        ],
+    )
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads((tmp_path / "run" / "images" / "run.json").read_text())["values"] == [0.0, 0.5, 1.0]
     assert sorted(path.name for path in (tmp_path / "run" / "images").glob("gamma-*")) == ["gamma-0", "gamma-0.5", "gamma-1"]
 
 
-@pytest.mark.parametrize("tokens, message", [
-    (["0.5", "1.5"], "error: gamma must be in [0, 1], got 1.5"),
-    (["0,x"], "error: cannot read gamma '0,x'; expected a number in [0, 1]"),
-    (["0.5", "1:0"], "error: a gamma sweep takes plain numbers"),
-])
+@pytest.mark.parametrize(
+    "tokens, message",
+    [
+        (["0.5", "1.5"], "error: gamma must be in [0, 1], got 1.5"),
+        (["0,x"], "error: cannot read gamma '0,x'; expected a number in [0, 1]"),
+        (["0.5", "1:0"], "error: a gamma sweep takes plain numbers"),
+    ],
+)
 def test_generate_and_eval_run_refuse_the_same_bad_sweeps_alike(tmp_path, cli, tiny_bench_dir, tokens, message):
     from click.testing import CliRunner
 
-    for args in (["generate", "--reference", str(tiny_bench_dir / "dog" / "00.jpg"), "--prompt", "a dog"],
-                 ["eval", "run", "--out", str(tmp_path / "run"), "--base-model", "tiny-random", "--benchmark", str(tiny_bench_dir)]):
+    for args in (
+        ["generate", "--reference", str(tiny_bench_dir / "dog" / "00.jpg"), "--prompt", "a dog"],
+        ["eval", "run", "--out", str(tmp_path / "run"), "--base-model", "tiny-random", "--benchmark", str(tiny_bench_dir)],
+    ):
         result = CliRunner().invoke(cli, [*args, "--gamma", *tokens])
         assert result.exit_code == 2 and result.output.strip().splitlines() == [result.output.strip()], result.output
         assert result.output.strip().startswith(message), result.output

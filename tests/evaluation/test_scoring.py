@@ -30,9 +30,7 @@ def test_score_folder_produces_every_metric_at_every_level(tmp_path, tiny_bench,
     assert result.per_subject.keys() == {"dog", "can"}
     assert result.live == result.per_subject["dog"] and result.object == result.per_subject["can"]
     first = result.per_image[0]
-    assert (first["subject"], first["prompt_index"], first["prompt"], first["seed"], first["live"]) == (
-        "can", 2, "a red can", 0, False
-    )
+    assert (first["subject"], first["prompt_index"], first["prompt"], first["seed"], first["live"]) == ("can", 2, "a red can", 0, False)
     assert first["image"] == "can/02/0.png"
     assert result.seeds == [0, 1]
     assert all(0 <= row["CLIP-IQA"] <= 1 and -1 <= row["DINO-I"] <= 1 for row in result.per_image)
@@ -63,7 +61,9 @@ def test_sweep_layout_is_found_and_sorted(tmp_path, tiny_bench):
         write_images(tmp_path / "sweep" / f"gamma-{value}", {"can": [0]}, seeds=(0,))
     settings = find_settings(tmp_path / "sweep", tiny_bench)
     assert [setting.control for setting in settings] == [
-        {"name": "gamma", "value": 0.25}, {"name": "gamma", "value": 0.5}, {"name": "gamma", "value": 1.0}
+        {"name": "gamma", "value": 0.25},
+        {"name": "gamma", "value": 0.5},
+        {"name": "gamma", "value": 1.0},
     ]
     write_images(tmp_path / "bad", {"cat": [0]})
     with pytest.raises(FlexIPInputError, match="not a benchmark subject"):
@@ -81,19 +81,47 @@ def test_score_rank_and_report_commands(tmp_path, cli, tiny_bench_dir, backbone_
         write_images(tmp_path / "flexip" / f"gamma-{value:g}", {"dog": [0], "can": [1]}, seeds=(0,), offset=offset)
     write_images(tmp_path / "other", {"dog": [0], "can": [1]}, seeds=(0,), offset=7)
     backbone_args = [
-        "--benchmark", str(tiny_bench_dir), "--clip-model", backbone_config.clip, "--dino-model", backbone_config.dino,
-        "--iqa-model", backbone_config.clip_iqa, "--aesthetic-model", backbone_config.aesthetic_clip,
-        "--aesthetic-head", backbone_config.aesthetic_head, "--device", "cpu", "--batch-size", "4",
+        "--benchmark",
+        str(tiny_bench_dir),
+        "--clip-model",
+        backbone_config.clip,
+        "--dino-model",
+        backbone_config.dino,
+        "--iqa-model",
+        backbone_config.clip_iqa,
+        "--aesthetic-model",
+        backbone_config.aesthetic_clip,
+        "--aesthetic-head",
+        backbone_config.aesthetic_head,
+        "--device",
+        "cpu",
+        "--batch-size",
+        "4",
     ]
     runner = CliRunner()
     scored = runner.invoke(cli, ["eval", "score", str(tmp_path / "flexip"), "--method", "FlexIP", "--out", str(tmp_path / "results"), *backbone_args])
     assert scored.exit_code == 0, scored.output
     assert "FlexIP (gamma=0.5)" in scored.output and (tmp_path / "results" / "ranking.md").is_file()
     assert sorted(p.name for p in (tmp_path / "results").glob("*.json")) == [
-        "FlexIP_gamma-0.5.json", "FlexIP_gamma-0.json", "FlexIP_gamma-1.json"
+        "FlexIP_gamma-0.5.json",
+        "FlexIP_gamma-0.json",
+        "FlexIP_gamma-1.json",
     ]
-    other = runner.invoke(cli, ["eval", "score", str(tmp_path / "other"), "--method", "Other", "--control", "scale=0.6",
-                                "--out", str(tmp_path / "results-other"), *backbone_args])
+    other = runner.invoke(
+        cli,
+        [
+            "eval",
+            "score",
+            str(tmp_path / "other"),
+            "--method",
+            "Other",
+            "--control",
+            "scale=0.6",
+            "--out",
+            str(tmp_path / "results-other"),
+            *backbone_args,
+        ],
+    )
     assert other.exit_code == 0, other.output
     assert load_result(tmp_path / "results-other" / "Other_scale-0.6.json").control == {"name": "scale", "value": 0.6}
 
@@ -110,8 +138,10 @@ def test_score_rank_and_report_commands(tmp_path, cli, tiny_bench_dir, backbone_
     assert set(statistics["metric"]) == set(METRICS) and (statistics["method"] == "FlexIP").all()
     assert statistics["largest_jump"].between(0, 1).all()
 
-    missing = runner.invoke(cli, ["eval", "score", str(tmp_path / "other"), "--method", "X", "--out", str(tmp_path / "x"),
-                                  "--benchmark", str(tmp_path / "nowhere")])
+    missing = runner.invoke(
+        cli,
+        ["eval", "score", str(tmp_path / "other"), "--method", "X", "--out", str(tmp_path / "x"), "--benchmark", str(tmp_path / "nowhere")],
+    )
     assert missing.exit_code == 2 and "error: no DreamBench" in missing.output
 
 

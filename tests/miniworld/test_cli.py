@@ -1,8 +1,8 @@
 from click.testing import CliRunner
 from PIL import Image
 
-from flexip_miniworld.cli import miniworld_group
 from flexip.errors import FlexIPInputError
+from flexip_miniworld.cli import miniworld_group
 from flexip_miniworld.dataset import load_jsonl
 
 
@@ -11,8 +11,27 @@ def test_make_data_and_preview(tmp_path):
     out = tmp_path / "world"
     result = runner.invoke(
         miniworld_group,
-        ["make-data", str(out), "--images", "5", "--videos", "1", "--multiview", "1", "--identities", "6",
-         "--heldout", "2", "--frames", "4", "--views", "2", "--quiet", "--seed", "9"],
+        [
+            "make-data",
+            str(out),
+            "--images",
+            "5",
+            "--videos",
+            "1",
+            "--multiview",
+            "1",
+            "--identities",
+            "6",
+            "--heldout",
+            "2",
+            "--frames",
+            "4",
+            "--views",
+            "2",
+            "--quiet",
+            "--seed",
+            "9",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert len(load_jsonl(out / "manifest.jsonl")) == 7

@@ -7,20 +7,35 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from flexip_miniworld.cli import miniworld_group
 from flexip.errors import FlexIPInputError
+from flexip_miniworld.cli import miniworld_group
 from flexip_miniworld.compare import comparison_table, load_result, targets_met
 from flexip_miniworld.evaluate import GAMMAS, check_targets
 
 
 def result(clip_t, dino_i, first=0, identified=0.2):
-    scores = {f"gamma={g}": {"CLIP-T": t, "CLIP-I": 0.3 + 0.01 * k, "DINO-I": d, "DINO-I identification": identified if g == 1.0 else 0.05}
-              for k, (g, t, d) in enumerate(zip(GAMMAS, clip_t, dino_i))}
+    scores = {
+        f"gamma={g}": {"CLIP-T": t, "CLIP-I": 0.3 + 0.01 * k, "DINO-I": d, "DINO-I identification": identified if g == 1.0 else 0.05}
+        for k, (g, t, d) in enumerate(zip(GAMMAS, clip_t, dino_i))
+    }
     scores["base"] = {"CLIP-T": 0.8, "CLIP-I": 0.3, "DINO-I": 0.3}
     calibration = {"real-vs-real": {"DINO-I": 0.5}}
-    step = {"from": 0.0, "to": 0.25, "mean": clip_t[1] - clip_t[0], "low": clip_t[1] - clip_t[0] - 0.004, "high": clip_t[1] - clip_t[0] + 0.004}
-    return {"gammas": list(GAMMAS), "subjects": 20, "first_subject": first, "scores": scores, "calibration": calibration,
-            "targets": check_targets(scores, calibration), "gamma_steps": {"CLIP-T": [step]}}
+    step = {
+        "from": 0.0,
+        "to": 0.25,
+        "mean": clip_t[1] - clip_t[0],
+        "low": clip_t[1] - clip_t[0] - 0.004,
+        "high": clip_t[1] - clip_t[0] + 0.004,
+    }
+    return {
+        "gammas": list(GAMMAS),
+        "subjects": 20,
+        "first_subject": first,
+        "scores": scores,
+        "calibration": calibration,
+        "targets": check_targets(scores, calibration),
+        "gamma_steps": {"CLIP-T": [step]},
+    }
 
 
 GOOD = result([0.79, 0.785, 0.78, 0.77, 0.76], [0.35, 0.38, 0.41, 0.44, 0.46], first=20, identified=0.175)

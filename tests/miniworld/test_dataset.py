@@ -110,9 +110,7 @@ def test_video_round_trip(tmp_path, codec):
     assert [p.name for p in Path(tmp_path).iterdir()] == ["clip.mp4"]
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"size": 33}, {"size": 8}, {"identities": 0}, {"frames": 1}, {"codec": "vp9"}, {"heldout": -1}]
-)
+@pytest.mark.parametrize("kwargs", [{"size": 33}, {"size": 8}, {"identities": 0}, {"frames": 1}, {"codec": "vp9"}, {"heldout": -1}])
 def test_bad_config_raises(kwargs):
     with pytest.raises(FlexIPInputError):
         WorldConfig(**kwargs)

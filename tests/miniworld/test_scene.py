@@ -35,8 +35,11 @@ def test_vocabulary_sizes():
         ("a red bot", "bot", SceneText(colour="red")),
         ("a bird on the beach", "bird", SceneText(background="beach")),
         ("a small blob on the left in the snow, grayscale", "blob", SceneText("snow", "left", "small", "grayscale")),
-        ("a big boxy purple striped fish on the right underwater, neon", "fish",
-         SceneText("underwater", "right", "big", "neon", "purple", "striped", "boxy")),
+        (
+            "a big boxy purple striped fish on the right underwater, neon",
+            "fish",
+            SceneText("underwater", "right", "big", "neon", "purple", "striped", "boxy"),
+        ),
         ("a mushroom", "mushroom", SceneText()),
     ],
 )
@@ -53,9 +56,7 @@ def test_sampled_captions_round_trip():
         assert parse_caption(caption(noun, text)) == (noun, text)
 
 
-@pytest.mark.parametrize(
-    "bad", ["blob in the snow", "a dog in the snow", "a blob in the rain", "a blob, watercolor", "a striped red blob", ""]
-)
+@pytest.mark.parametrize("bad", ["blob in the snow", "a dog in the snow", "a blob in the rain", "a blob, watercolor", "a striped red blob", ""])
 def test_unparseable_captions_raise(bad):
     with pytest.raises(FlexIPInputError):
         parse_caption(bad)

@@ -22,12 +22,18 @@ def test_command_line_is_the_equivalent_flexip_train(tmp_path):
 
 
 def test_adapter_stage_trains_and_resumes(tiny_stack, tiny):
-    from flexip_miniworld.stack.adapter import train_adapter
     from flexip.models.adapter import FlexIPAdapter
+    from flexip_miniworld.stack.adapter import train_adapter
 
     work, _ = tiny_stack
     _, budget = tiny
-    extra = ("optim.batch_size=2", "logging.log_every=1", "logging.checkpoint_every=1", "data.mix={image: 1.0, video: 1.0}", "runtime.seed=7")
+    extra = (
+        "optim.batch_size=2",
+        "logging.log_every=1",
+        "logging.checkpoint_every=1",
+        "data.mix={image: 1.0, video: 1.0}",
+        "runtime.seed=7",
+    )
     first = train_adapter(work, work / "adapter", budget(1), "cpu", False, lambda m: None, extra=extra)
     second = train_adapter(work, work / "adapter", budget(2), "cpu", True, lambda m: None, extra=extra)
     assert first["steps"] == 1 and second["steps"] == 2
@@ -53,7 +59,15 @@ def test_ship_writes_a_complete_preset_outside_the_package(tiny_stack, tiny, tmp
     work, _ = tiny_stack
     _, budget = tiny
     if not (work / "adapter" / "run" / "adapter").is_dir():
-        train_adapter(work, work / "adapter", budget(1), "cpu", False, lambda m: None, extra=("optim.batch_size=2", "data.mix={image: 1.0, video: 1.0}"))
+        train_adapter(
+            work,
+            work / "adapter",
+            budget(1),
+            "cpu",
+            False,
+            lambda m: None,
+            extra=("optim.batch_size=2", "data.mix={image: 1.0, video: 1.0}"),
+        )
     for stage, source in (("eval_clip", "clip"), ("eval_dino", "dino")):  # stand-ins for the separately trained evaluation encoders
         if not (work / stage / "model").is_dir():
             shutil.copytree(work / source / "model", work / stage / "model")

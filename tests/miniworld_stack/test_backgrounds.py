@@ -64,8 +64,15 @@ def test_dino_trains_with_background_swaps(tiny_world, tiny, tmp_path):
     from flexip_miniworld.stack.dino import DinoConfig, train_dino
 
     configs, budget = tiny
-    result = train_dino(tiny_world / "data", tmp_path / "dino", DinoConfig(**configs["dino"], background_swap=1.0, frame_pairs=True),
-                        budget(2), "cpu", False, lambda message: None)
+    result = train_dino(
+        tiny_world / "data",
+        tmp_path / "dino",
+        DinoConfig(**configs["dino"], background_swap=1.0, frame_pairs=True),
+        budget(2),
+        "cpu",
+        False,
+        lambda message: None,
+    )
     assert result["steps"] == 2 and np.isfinite(result["final_loss"])
     assert (tmp_path / "dino" / "model" / "model.safetensors").exists()
 

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from flexip.errors import FlexIPInputError
-from flexip_miniworld.evaluate import GAMMAS, VALIDATION_FIRST, check_targets, evaluate, markdown, plot_curves
 from flexip.presets import get_preset, is_preset
+from flexip_miniworld.evaluate import GAMMAS, VALIDATION_FIRST, check_targets, evaluate, markdown, plot_curves
 
 
 def table(clip_t, clip_i, dino_i, base=(0.8, 0.3, 0.2)):
@@ -46,7 +46,16 @@ def test_targets_are_read_off_the_table():
 @pytest.mark.skipif(not is_preset("miniworld"), reason="miniworld weights not built yet")
 def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
     torch.set_num_threads(1)
-    result = evaluate(get_preset("miniworld").folder, tmp_path / "data", tmp_path / "out", subjects=2, prompts=2, steps=2, log=lambda message: None, first=1)
+    result = evaluate(
+        get_preset("miniworld").folder,
+        tmp_path / "data",
+        tmp_path / "out",
+        subjects=2,
+        prompts=2,
+        steps=2,
+        log=lambda message: None,
+        first=1,
+    )
     assert result["images_per_condition"] == 4 and result["first_subject"] == 1
     assert set(result["scores"]) == {"base", "real render", *(f"gamma={g}" for g in GAMMAS)}
     for values in result["scores"].values():
@@ -58,9 +67,20 @@ def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
     assert json.loads((tmp_path / "out" / "evaluation.json").read_text())["subjects"] == 2
     report = (tmp_path / "out" / "evaluation.md").read_text()
     assert "Identification" in report and report.startswith("Held-out identities 1–2: 2 × 2 prompts")
-    assert markdown({**result, "first_subject": VALIDATION_FIRST}).startswith(f"Held-out identities {VALIDATION_FIRST}–{VALIDATION_FIRST + 1} (validation range)")
+    assert markdown({**result, "first_subject": VALIDATION_FIRST}).startswith(
+        f"Held-out identities {VALIDATION_FIRST}–{VALIDATION_FIRST + 1} (validation range)"
+    )
     # at adapter scale 0 every γ is the base model itself: the same scores (up to batch-size rounding)
-    off = evaluate(get_preset("miniworld").folder, tmp_path / "data", tmp_path / "off", subjects=1, prompts=2, steps=2, log=lambda message: None, scale=0.0)
+    off = evaluate(
+        get_preset("miniworld").folder,
+        tmp_path / "data",
+        tmp_path / "off",
+        subjects=1,
+        prompts=2,
+        steps=2,
+        log=lambda message: None,
+        scale=0.0,
+    )
     assert off["adapter_scale"] == 0.0
     assert all(math.isclose(off["scores"][f"gamma={g}"][m], off["scores"]["base"][m], abs_tol=1e-4) for g in GAMMAS for m in off["scores"]["base"])
     assert "at adapter scale 0 " in (tmp_path / "off" / "evaluation.md").read_text()
@@ -86,8 +106,13 @@ def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
 def _result(clip_t):
     rows = {f"gamma={g}": {"CLIP-T": t, "CLIP-I": 0.3 + 0.02 * k, "DINO-I": 0.4 + 0.02 * k} for k, (g, t) in enumerate(zip(GAMMAS, clip_t))}
     rows["base"] = rows["real render"] = {"CLIP-T": 0.82, "CLIP-I": 0.3, "DINO-I": 0.3}
-    return {"gammas": list(GAMMAS), "subjects": 20, "prompts_per_subject": 8, "scores": rows,
-            "calibration": {"real-vs-real": {"CLIP-T": 0.78, "CLIP-I": 0.15, "DINO-I": 0.44}}}
+    return {
+        "gammas": list(GAMMAS),
+        "subjects": 20,
+        "prompts_per_subject": 8,
+        "scores": rows,
+        "calibration": {"real-vs-real": {"CLIP-T": 0.78, "CLIP-I": 0.15, "DINO-I": 0.44}},
+    }
 
 
 def _red_pixels(path):

@@ -48,8 +48,15 @@ def test_default_preset_is_miniworld():
 def test_demo_path_renders_finite_varied_images(pipe):
     setup = get_preset("miniworld").demo()
     references = next(iter(setup.subjects.values()))
-    result = pipe(setup.prompts[:2], references, gamma=[0.0, 1.0], num_inference_steps=3, guidance_scale=setup.guidance,
-                  generator=torch.Generator().manual_seed(0), output_type="np")
+    result = pipe(
+        setup.prompts[:2],
+        references,
+        gamma=[0.0, 1.0],
+        num_inference_steps=3,
+        guidance_scale=setup.guidance,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    )
     images = np.asarray(result.images)
     assert images.shape == (4, 32, 32, 3)
     assert np.isfinite(images).all()
@@ -81,8 +88,14 @@ def test_gamma_one_is_closer_to_the_reference_than_gamma_zero(pipe):
         identity = make_identity("heldout", index)
         reference = render_image(identity)
         prompts = [caption(identity.noun, SceneText(background=b)) for b in ("beach", "snow")]
-        images = pipe(prompts, [reference], gamma=[0.0, 1.0], num_inference_steps=8, guidance_scale=3.0,
-                      generator=torch.Generator().manual_seed(index)).images  # p0 γ0, p0 γ1, p1 γ0, p1 γ1
+        images = pipe(
+            prompts,
+            [reference],
+            gamma=[0.0, 1.0],
+            num_inference_steps=8,
+            guidance_scale=3.0,
+            generator=torch.Generator().manual_seed(index),
+        ).images  # p0 γ0, p0 γ1, p1 γ0, p1 γ1
         scores = dino_i(dino.embed_images(images), dino.embed_images([reference]))
         far += scores[0::2].tolist()
         near += scores[1::2].tolist()

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 
-
 def test_tokenizer_has_one_token_per_grammar_word(tiny_stack):
     from transformers import CLIPTokenizer
 
@@ -129,9 +128,13 @@ def test_grown_unet_starts_as_the_trained_one_and_trains_its_new_attention(tiny_
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
     channels = trained.config.block_out_channels[0]
     assert grown.down_blocks[0].attentions[0].transformer_blocks[0].attn1.heads == max(1, channels // 32)  # new level: 32-channel heads
-    assert grown.down_blocks[1].attentions[0].transformer_blocks[0].attn1.heads == trained.down_blocks[1].attentions[0].transformer_blocks[0].attn1.heads
+    assert (
+        grown.down_blocks[1].attentions[0].transformer_blocks[0].attn1.heads == trained.down_blocks[1].attentions[0].transformer_blocks[0].attn1.heads
+    )
     config = UNetConfig(**{**TINY["unet"], "down_blocks": GROWN_BLOCKS, "lr": 1e-2})
-    result = train_unet(work / "data", work, tmp_path / "unet_grow", config, budget(2), "cpu", False, lambda m: None, grow_from=work / "unet" / "model")
+    result = train_unet(
+        work / "data", work, tmp_path / "unet_grow", config, budget(2), "cpu", False, lambda m: None, grow_from=work / "unet" / "model"
+    )
     assert result["steps"] == 2
     trained_grown = UNet2DConditionModel.from_pretrained(tmp_path / "unet_grow" / "model")
     assert trained_grown.config.down_block_types == list(GROWN_BLOCKS)

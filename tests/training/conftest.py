@@ -34,8 +34,9 @@ def _blob_image(rng: np.random.Generator, size: int, color) -> np.ndarray:
     return array
 
 
-def write_dataset(root: Path, images: int = 4, videos: int = 2, corrupt: bool = False, short_video: bool = False, size: int = 32,
-                  masks: bool = False) -> Path:
+def write_dataset(
+    root: Path, images: int = 4, videos: int = 2, corrupt: bool = False, short_video: bool = False, size: int = 32, masks: bool = False
+) -> Path:
     """Images with captions, mp4 clips whose subject moves, optionally a corrupt PNG and a 1-frame clip;
     `masks`: every image and clip also gets its subject mask (image) / mask clip."""
     rng = np.random.default_rng(0)
@@ -81,8 +82,14 @@ def make_config(manifest: Path, output_dir: Path, **sections) -> TrainConfig:
         "data": {"manifest": str(manifest), "min_gap": 1, "max_gap": 4},
         "optim": {"batch_size": 4, "max_steps": 4, "lr": 1e-3},
         "runtime": {"device": "cpu", "seed": 0},
-        "logging": {"output_dir": str(output_dir), "tensorboard": False, "progress_bar": False, "validate_every": 0,
-                    "checkpoint_every": 1000, "log_every": 1000},
+        "logging": {
+            "output_dir": str(output_dir),
+            "tensorboard": False,
+            "progress_bar": False,
+            "validate_every": 0,
+            "checkpoint_every": 1000,
+            "log_every": 1000,
+        },
     }
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)

@@ -39,9 +39,18 @@ def truncate(path):
 
 
 DAMAGES = {
-    "truncated adapter weights": (lambda c: truncate(c / "adapter" / "flexip_adapter.safetensors"), "flexip_adapter.safetensors is damaged"),
-    "empty adapter weights": (lambda c: (c / "adapter" / "flexip_adapter.safetensors").write_bytes(b""), "flexip_adapter.safetensors is damaged"),
-    "deleted adapter weights": (lambda c: (c / "adapter" / "flexip_adapter.safetensors").unlink(), "adapter/ lacks flexip_adapter.safetensors"),
+    "truncated adapter weights": (
+        lambda c: truncate(c / "adapter" / "flexip_adapter.safetensors"),
+        "flexip_adapter.safetensors is damaged",
+    ),
+    "empty adapter weights": (
+        lambda c: (c / "adapter" / "flexip_adapter.safetensors").write_bytes(b""),
+        "flexip_adapter.safetensors is damaged",
+    ),
+    "deleted adapter weights": (
+        lambda c: (c / "adapter" / "flexip_adapter.safetensors").unlink(),
+        "adapter/ lacks flexip_adapter.safetensors",
+    ),
     "truncated optimizer tensors": (lambda c: truncate(c / ckpt.STATE_DIR / "optimizer.safetensors"), "optimizer.safetensors is damaged"),
     "optimizer tensors missing": (lambda c: (c / ckpt.STATE_DIR / "optimizer.safetensors").unlink(), "has no optimizer.safetensors"),
     "bad JSON trainer state": (lambda c: (c / ckpt.STATE_DIR / ckpt.STATE_FILE).write_text("{not json"), "trainer_state.json is damaged"),

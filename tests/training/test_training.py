@@ -15,8 +15,9 @@ from flexip.training.trainer import Trainer
 
 def test_loss_goes_down_when_overfitting(tmp_path, write_dataset, make_config):
     manifest = write_dataset(tmp_path / "data", images=2, videos=2)
-    config = make_config(manifest, tmp_path / "out", optim={"max_steps": 40, "lr": 3e-3, "grad_clip": None},
-                         dropout={"text": 0.0, "image": 0.0, "both": 0.0})
+    config = make_config(
+        manifest, tmp_path / "out", optim={"max_steps": 40, "lr": 3e-3, "grad_clip": None}, dropout={"text": 0.0, "image": 0.0, "both": 0.0}
+    )
     trainer = Trainer(config)
     batch = next(trainer.stream)
     trainer.stream.load_state_dict({"epoch": 0, "position": 0})  # train from the first batch on
@@ -33,8 +34,9 @@ def test_loss_goes_down_when_overfitting(tmp_path, write_dataset, make_config):
     assert all(torch.equal(p, frozen[name]) for name, p in trainer.components["unet"].named_parameters())
     optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert optimized == {id(p) for p in trainer.adapter.parameters()}
-    assert not any(p.requires_grad for key in ("unet", "vae", "text_encoder", "image_encoder", "dino_encoder")
-                   for p in trainer.components[key].parameters())
+    assert not any(
+        p.requires_grad for key in ("unet", "vae", "text_encoder", "image_encoder", "dino_encoder") for p in trainer.components[key].parameters()
+    )
 
 
 class Killed(Exception):
@@ -45,7 +47,8 @@ def test_resume_after_a_kill_is_exact(tmp_path, write_dataset, make_config, rese
     manifest = write_dataset(tmp_path / "data")
     settings = dict(
         optim={"max_steps": 6, "grad_accum": 2, "lr_schedule": "cosine", "warmup_steps": 2},
-        runtime={"ema_decay": 0.9}, logging={"checkpoint_every": 3, "keep_checkpoints": 1},
+        runtime={"ema_decay": 0.9},
+        logging={"checkpoint_every": 3, "keep_checkpoints": 1},
     )
     straight = Trainer(make_config(manifest, tmp_path / "straight", **settings)).train()
     reset_accelerate()
@@ -53,6 +56,7 @@ def test_resume_after_a_kill_is_exact(tmp_path, write_dataset, make_config, rese
     def kill_at_step_4(step, trainer):
         if step == 4:
             raise Killed  # after step 4, before the step-6 checkpoint: steps 4 is lost
+
     with pytest.raises(Killed):
         Trainer(make_config(manifest, tmp_path / "resumed", **settings)).train(on_step_end=kill_at_step_4)
     reset_accelerate()
@@ -77,8 +81,7 @@ def test_resume_after_a_kill_is_exact(tmp_path, write_dataset, make_config, rese
 
 def test_bad_files_are_skipped_and_counted(tmp_path, caplog, write_dataset, make_config):
     manifest = write_dataset(tmp_path / "data", images=2, videos=2, corrupt=True, short_video=True)
-    config = make_config(manifest, tmp_path / "out", optim={"max_steps": 4}, logging={"log_every": 2},
-                         data={"mix": {"image": 0.5, "video": 0.5}})
+    config = make_config(manifest, tmp_path / "out", optim={"max_steps": 4}, logging={"log_every": 2}, data={"mix": {"image": 0.5, "video": 0.5}})
     with caplog.at_level(logging.INFO, logger="flexip"):
         result = Trainer(config).train()
     assert result.step == 4
@@ -96,9 +99,18 @@ def test_checkpoint_loads_in_the_pipeline_and_generates(tmp_path, write_dataset,
     from flexip.pipelines import FlexIPPipeline
 
     manifest = write_dataset(tmp_path / "data", images=2, videos=2)
-    config = make_config(manifest, tmp_path / "out", optim={"max_steps": 2}, logging={
-        "validate_every": 2, "validation_steps": 2, "validation_gammas": [0.0, 1.0], "tensorboard": True, "log_every": 1,
-    })
+    config = make_config(
+        manifest,
+        tmp_path / "out",
+        optim={"max_steps": 2},
+        logging={
+            "validate_every": 2,
+            "validation_steps": 2,
+            "validation_gammas": [0.0, 1.0],
+            "tensorboard": True,
+            "log_every": 1,
+        },
+    )
     trainer = Trainer(config)
     initial = {k: v.clone() for k, v in trainer.adapter.state_dict().items()}
     result = trainer.train()
@@ -108,8 +120,15 @@ def test_checkpoint_loads_in_the_pipeline_and_generates(tmp_path, write_dataset,
     pipe = FlexIPPipeline.from_pretrained("tiny-random", adapter=str(adapter_dir))
     pipe.set_progress_bar_config(disable=True)
     reference = trainer.validation_cases[0].reference
-    output = pipe("a blob number 0", reference_images=reference, gamma=[0.2, 0.8], num_inference_steps=2,
-                  generator=torch.Generator().manual_seed(0), height=16, width=16)
+    output = pipe(
+        "a blob number 0",
+        reference_images=reference,
+        gamma=[0.2, 0.8],
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0),
+        height=16,
+        width=16,
+    )
     assert len(output.images) == 2 and output.images[0].size == (16, 16)
     # the final adapter, the validation grid (PNG) and TensorBoard events are there too
     assert FlexIPAdapter.from_pretrained(result.adapter_dir).config.target_layers == trained.config.target_layers
@@ -127,8 +146,9 @@ def test_gradient_checkpointing_and_bf16_train_the_same_adapter(tmp_path, write_
         weights[name] = {k: v.clone() for k, v in trainer.adapter.state_dict().items()}
         assert all(p.dtype == torch.float32 for p in trainer.adapter.parameters())  # the adapter trains in float32
         reset_accelerate()
-    difference = {name: max((weights[name][k] - weights["plain"][k]).abs().max().item() for k in weights["plain"])
-                  for name in ("checkpointing", "bf16")}
+    difference = {
+        name: max((weights[name][k] - weights["plain"][k]).abs().max().item() for k in weights["plain"]) for name in ("checkpointing", "bf16")
+    }
     assert difference["checkpointing"] == 0.0  # recomputation gives the very same gradients
     assert 0.0 < difference["bf16"] < 0.02  # bf16 frozen models: close, not equal
 
@@ -235,6 +255,9 @@ def test_resume_latest_passes_over_a_damaged_checkpoint_and_continues(tmp_path, 
     assert trainer.step == 2
     assert "skipping damaged checkpoint step-000003" in caplog.text and "resuming from step-000002" in caplog.text
     resumed = trainer.train()
-    a, b = load_file(straight.checkpoint / "adapter/flexip_adapter.safetensors"), load_file(resumed.checkpoint / "adapter/flexip_adapter.safetensors")
+    a, b = (
+        load_file(straight.checkpoint / "adapter/flexip_adapter.safetensors"),
+        load_file(resumed.checkpoint / "adapter/flexip_adapter.safetensors"),
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert ckpt.checkpoint_problem(resumed.checkpoint.with_name("step-000003")) is None  # rewritten whole

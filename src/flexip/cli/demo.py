@@ -33,8 +33,14 @@ def demo(base, adapter, steps, seed, out_dir, device):
     rows, labels = [], []
     for subject, references in setup.subjects.items():
         embeds = pipe.encode_reference(references)  # encoded once, reused for every prompt and γ
-        result = pipe(setup.prompts, reference_embeds=embeds, gamma=gammas, num_inference_steps=steps or setup.steps,
-                      guidance_scale=setup.guidance, generator=torch.Generator().manual_seed(seed))
+        result = pipe(
+            setup.prompts,
+            reference_embeds=embeds,
+            gamma=gammas,
+            num_inference_steps=steps or setup.steps,
+            guidance_scale=setup.guidance,
+            generator=torch.Generator().manual_seed(seed),
+        )
         for p, prompt in enumerate(setup.prompts):
             rows.append([references[0], *result.images[p * len(gammas) : (p + 1) * len(gammas)]])
             labels.append(f"{subject}: {prompt}")

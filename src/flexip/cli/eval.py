@@ -35,11 +35,15 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 
 def benchmark_options(function):
     function = click.option(
-        "--download-benchmark", is_flag=True,
+        "--download-benchmark",
+        is_flag=True,
         help="Fetch the public DreamBench archive into --benchmark (or the cache) if it is not there.",
     )(function)
     return click.option(
-        "--benchmark", "benchmark", type=click.Path(path_type=Path), default=None,
+        "--benchmark",
+        "benchmark",
+        type=click.Path(path_type=Path),
+        default=None,
         help="DreamBench `dataset` folder (or its parent). Default: ~/.cache/flexip/dreambench.",
     )(function)
 
@@ -48,17 +52,29 @@ def scoring_options(function):
     from flexip.evaluation import defaults as B
 
     options = [
-        click.option("--metrics", default="CLIP-T,CLIP-I,DINO-I,CLIP-IQA,Aesthetic", show_default=True,
-                     help="Metrics to compute (comma-separated)."),
-        click.option("--compare-to", type=click.Choice(["all", "reference"]), default="all", show_default=True,
-                     help="CLIP-I / DINO-I against all photos of the subject (DreamBench) or only the reference."),
+        click.option("--metrics", default="CLIP-T,CLIP-I,DINO-I,CLIP-IQA,Aesthetic", show_default=True, help="Metrics to compute (comma-separated)."),
+        click.option(
+            "--compare-to",
+            type=click.Choice(["all", "reference"]),
+            default="all",
+            show_default=True,
+            help="CLIP-I / DINO-I against all photos of the subject (DreamBench) or only the reference.",
+        ),
         click.option("--clip-model", default=B.DEFAULT_CLIP, show_default=True, help="CLIP for CLIP-T and CLIP-I."),
         click.option("--dino-model", default=B.DEFAULT_DINO, show_default=True, help="DINO ViT for DINO-I."),
         click.option("--iqa-model", default=B.DEFAULT_CLIP_IQA, show_default=True, help="CLIP for CLIP-IQA."),
-        click.option("--aesthetic-model", default=B.DEFAULT_AESTHETIC_CLIP, show_default=True,
-                     help="CLIP image encoder under the aesthetic head (must be ViT-L/14 for the LAION head)."),
-        click.option("--aesthetic-head", type=click.Path(path_type=Path), default=None,
-                     help="LAION aesthetic v2 head (.pth). Default: the cache copy, downloaded if missing."),
+        click.option(
+            "--aesthetic-model",
+            default=B.DEFAULT_AESTHETIC_CLIP,
+            show_default=True,
+            help="CLIP image encoder under the aesthetic head (must be ViT-L/14 for the LAION head).",
+        ),
+        click.option(
+            "--aesthetic-head",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="LAION aesthetic v2 head (.pth). Default: the cache copy, downloaded if missing.",
+        ),
         click.option("--no-download", is_flag=True, help="Never download the aesthetic head."),
         click.option("--batch-size", type=int, default=32, show_default=True, help="Images per backbone batch."),
     ]
@@ -104,23 +120,29 @@ def eval_group() -> None:
     """Evaluate as in the paper: CLIP-T, CLIP-I, DINO-I, CLIP-IQA, Aesthetic, mRank, γ sweeps."""
 
 
-@eval_group.command("run", cls=VariadicOptionsCommand, variadic=("--gamma", "--scale"),
-                    short_help="Generate over DreamBench (γ or scale sweep), then score.")
+@eval_group.command(
+    "run",
+    cls=VariadicOptionsCommand,
+    variadic=("--gamma", "--scale"),
+    short_help="Generate over DreamBench (γ or scale sweep), then score.",
+)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder (resumable).")
 @click.option("--method", type=click.Choice(["flexip", "ip-adapter"]), default="flexip", show_default=True)
 @click.option("--base-model", default=DEFAULT_BASE_MODEL, show_default=True)
 @click.option("--adapter", default=None, help="FlexIP adapter folder or hub id (method flexip).")
-@click.option("--gamma", multiple=True, metavar="G [G...]",
-              help="γ value(s) to sweep, as for `flexip generate`: 0,0.5,1 or 0 0.5 1 (plain numbers; default 0.5).")
-@click.option("--scale", type=FloatList(), multiple=True, metavar="S [S...]",
-              help="IP-Adapter scale value(s): 0.5,1 or 0.5 1 (default 1.0).")
+@click.option(
+    "--gamma",
+    multiple=True,
+    metavar="G [G...]",
+    help="γ value(s) to sweep, as for `flexip generate`: 0,0.5,1 or 0 0.5 1 (plain numbers; default 0.5).",
+)
+@click.option("--scale", type=FloatList(), multiple=True, metavar="S [S...]", help="IP-Adapter scale value(s): 0.5,1 or 0.5 1 (default 1.0).")
 @click.option("--ip-adapter", default="h94/IP-Adapter", show_default=True)
 @click.option("--ip-adapter-subfolder", default="models", show_default=True)
 @click.option("--ip-adapter-weights", default="ip-adapter_sd15.bin", show_default=True)
 @click.option("--images-per-prompt", type=int, default=4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Image k of each prompt uses seed + k.")
-@click.option("--reference-index", type=int, default=0, show_default=True,
-              help="Which photo of each subject (sorted) is the reference.")
+@click.option("--reference-index", type=int, default=0, show_default=True, help="Which photo of each subject (sorted) is the reference.")
 @click.option("--subjects", default=None, help="Comma-separated subset of subjects (default: all 30).")
 @click.option("--prompts-per-subject", type=int, default=None, help="Only the first K prompts (default: all 25).")
 @click.option("--steps", type=int, default=30, show_default=True)
@@ -129,15 +151,50 @@ def eval_group() -> None:
 @click.option("--height", type=int, default=None)
 @click.option("--width", type=int, default=None)
 @click.option("--device", default=None, help="Default: cuda, then mps, then cpu.")
-@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
-              help="Pipeline dtype (default: float16 on CUDA, else float32).")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float16", "bfloat16"]),
+    default=None,
+    help="Pipeline dtype (default: float16 on CUDA, else float32).",
+)
 @click.option("--no-score", is_flag=True, help="Only generate.")
 @benchmark_options
 @scoring_options
-def run_command(out_dir, method, base_model, adapter, gamma, scale, ip_adapter, ip_adapter_subfolder, ip_adapter_weights,
-                images_per_prompt, seed, reference_index, subjects, prompts_per_subject, steps, guidance_scale,
-                negative_prompt, height, width, device, dtype, no_score, benchmark, download_benchmark, metrics,
-                compare_to, clip_model, dino_model, iqa_model, aesthetic_model, aesthetic_head, no_download, batch_size):
+def run_command(
+    out_dir,
+    method,
+    base_model,
+    adapter,
+    gamma,
+    scale,
+    ip_adapter,
+    ip_adapter_subfolder,
+    ip_adapter_weights,
+    images_per_prompt,
+    seed,
+    reference_index,
+    subjects,
+    prompts_per_subject,
+    steps,
+    guidance_scale,
+    negative_prompt,
+    height,
+    width,
+    device,
+    dtype,
+    no_score,
+    benchmark,
+    download_benchmark,
+    metrics,
+    compare_to,
+    clip_model,
+    dino_model,
+    iqa_model,
+    aesthetic_model,
+    aesthetic_head,
+    no_download,
+    batch_size,
+):
     """Generate with FlexIP (γ sweep) or IP-Adapter (scale sweep) over DreamBench, then score.
 
     Images already in OUT are kept (the run resumes). Writes OUT/images/, OUT/results/*.json and
@@ -179,9 +236,7 @@ def run_command(out_dir, method, base_model, adapter, gamma, scale, ip_adapter, 
     else:
         from flexip.evaluation.baselines import IPAdapterMethod
 
-        subject_method = IPAdapterMethod.from_pretrained(
-            base_model, ip_adapter, ip_adapter_subfolder, ip_adapter_weights, device=device, dtype=dtype
-        )
+        subject_method = IPAdapterMethod.from_pretrained(base_model, ip_adapter, ip_adapter_subfolder, ip_adapter_weights, device=device, dtype=dtype)
     summary = generate_benchmark(subject_method, bench, out_dir, config)
     click.echo(f"generated {summary.generated} images, kept {summary.skipped} already there, in {summary.images_root}")
     if no_score:
@@ -191,10 +246,16 @@ def run_command(out_dir, method, base_model, adapter, gamma, scale, ip_adapter, 
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    backbones = _backbones(score_config.metrics, clip_model, dino_model, iqa_model, aesthetic_model, aesthetic_head,
-                           no_download, batch_size, device)
-    written = score_run(out_dir, bench, backbones, score_config, {"flexip": "FlexIP", "ip-adapter": "IP-Adapter"}[method],
-                        "gamma" if method == "flexip" else "scale", config.values)
+    backbones = _backbones(score_config.metrics, clip_model, dino_model, iqa_model, aesthetic_model, aesthetic_head, no_download, batch_size, device)
+    written = score_run(
+        out_dir,
+        bench,
+        backbones,
+        score_config,
+        {"flexip": "FlexIP", "ip-adapter": "IP-Adapter"}[method],
+        "gamma" if method == "flexip" else "scale",
+        config.values,
+    )
     click.echo(f"results: {', '.join(str(path) for path in written)}")
     _print_ranking(written, out_dir)
 
@@ -204,13 +265,35 @@ def run_command(out_dir, method, base_model, adapter, gamma, scale, ip_adapter, 
 @click.option("--method", required=True, help="Name of the method that made the images (used in tables and plots).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for result files.")
 @click.option("--control", default=None, help="Setting of a single-folder method, e.g. gamma=0.5 or scale=0.6.")
-@click.option("--reference-index", type=int, default=0, show_default=True,
-              help="Which photo of each subject (sorted) the method was given (for --compare-to reference).")
+@click.option(
+    "--reference-index",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Which photo of each subject (sorted) the method was given (for --compare-to reference).",
+)
 @click.option("--device", default=None, help="Device for the backbones (default: cuda, then mps, then cpu).")
 @benchmark_options
 @scoring_options
-def score_command(images, method, out_dir, control, reference_index, device, benchmark, download_benchmark, metrics,
-                  compare_to, clip_model, dino_model, iqa_model, aesthetic_model, aesthetic_head, no_download, batch_size):
+def score_command(
+    images,
+    method,
+    out_dir,
+    control,
+    reference_index,
+    device,
+    benchmark,
+    download_benchmark,
+    metrics,
+    compare_to,
+    clip_model,
+    dino_model,
+    iqa_model,
+    aesthetic_model,
+    aesthetic_head,
+    no_download,
+    batch_size,
+):
     """Score existing images of any method laid out as IMAGES/<subject>/<prompt index>/<image>
     (or IMAGES/<control>-<value>/<subject>/... for a sweep). Writes one result file per setting to OUT,
     plus OUT/ranking.md|csv.
@@ -228,8 +311,7 @@ def score_command(images, method, out_dir, control, reference_index, device, ben
         if len(settings) > 1 or settings[0].control is not None:
             raise FlexIPInputError("--control labels a single-setting folder; this folder is already a sweep")
         settings[0].control = parsed
-    backbones = _backbones(score_config.metrics, clip_model, dino_model, iqa_model, aesthetic_model, aesthetic_head,
-                           no_download, batch_size, device)
+    backbones = _backbones(score_config.metrics, clip_model, dino_model, iqa_model, aesthetic_model, aesthetic_head, no_download, batch_size, device)
     written = []
     for setting in settings:
         result = score_setting(setting, bench, backbones, score_config, method)

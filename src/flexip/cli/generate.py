@@ -17,16 +17,22 @@ def _slug(text: str, length: int = 40) -> str:
 
 
 @click.command(
-    cls=VariadicOptionsCommand, variadic=("--reference", "--gamma", "--prompt"),
+    cls=VariadicOptionsCommand,
+    variadic=("--reference", "--gamma", "--prompt"),
     help="Generate images of the subject in REFERENCE following PROMPT. Several --gamma values render a sweep "
     "in one batched pass (same noise for every γ) and write a labelled grid.\n\n"
     "Example: flexip generate --reference dog.jpg --prompt 'a dog in the snow' --gamma 0.2 0.5 0.8",
 )
 @click.option("--reference", "references", multiple=True, metavar="IMG [IMG...]", help="Reference image(s) of ONE subject (several are averaged).")
 @click.option("--prompt", "prompts", multiple=True, metavar="TEXT [TEXT...]", required=True, help="Prompt(s); quote each one.")
-@click.option("--gamma", "gammas", multiple=True, metavar="G [G...]",
-              help=f"Preservation γ in [0, 1] (1 = keep identity, 0 = follow the text); several numbers (0 0.5 1 or 0,0.5,1) = "
-              f"a sweep. Also START:END (a schedule over the steps) or down=0.3,mid=0.5,up=0.8 (per block). Default {DEFAULT_GAMMA}.")
+@click.option(
+    "--gamma",
+    "gammas",
+    multiple=True,
+    metavar="G [G...]",
+    help=f"Preservation γ in [0, 1] (1 = keep identity, 0 = follow the text); several numbers (0 0.5 1 or 0,0.5,1) = "
+    f"a sweep. Also START:END (a schedule over the steps) or down=0.3,mid=0.5,up=0.8 (per block). Default {DEFAULT_GAMMA}.",
+)
 @click.option("--adapter-scale", type=float, default=1.0, show_default=True, help="Global strength s of both adapter branches (0 = base model).")
 @click.option("--w-pres", type=float, default=None, help="Preservation weight, set independently (with --w-pers, instead of --gamma).")
 @click.option("--w-pers", type=float, default=None, help="Personalization weight, set independently (with --w-pres).")
@@ -35,14 +41,43 @@ def _slug(text: str, length: int = 40) -> str:
 @click.option("--guidance", type=float, default=7.5, show_default=True, help="Classifier-free guidance scale.")
 @click.option("--images-per-prompt", type=int, default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--base", default=None, help="Base model: a diffusers SD1.5-family checkpoint (folder or hub id) or a preset name. Default: the shipped preset.")
+@click.option(
+    "--base",
+    default=None,
+    help="Base model: a diffusers SD1.5-family checkpoint (folder or hub id) or a preset name. Default: the shipped preset.",
+)
 @click.option("--adapter", default=None, help="FlexIP adapter folder or hub id (presets bring their own).")
 @click.option("--multi-reference", type=click.Choice(["mean", "concat"]), default="mean", show_default=True, help="How several references combine.")
-@click.option("--fit", type=click.Choice(["center_crop", "pad"]), default="center_crop", show_default=True, help="Non-square references: crop the centre or pad to square.")
+@click.option(
+    "--fit",
+    type=click.Choice(["center_crop", "pad"]),
+    default="center_crop",
+    show_default=True,
+    help="Non-square references: crop the centre or pad to square.",
+)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="outputs", show_default=True, help="Output folder.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
 @click.option("--allow-pickle", is_flag=True, help="Allow a pickle (.bin) adapter checkpoint (loaded with weights_only=True).")
-def generate(references, prompts, gammas, adapter_scale, w_pres, w_pers, negative_prompt, steps, guidance, images_per_prompt, seed, base, adapter, multi_reference, fit, out_dir, device, allow_pickle):
+def generate(
+    references,
+    prompts,
+    gammas,
+    adapter_scale,
+    w_pres,
+    w_pers,
+    negative_prompt,
+    steps,
+    guidance,
+    images_per_prompt,
+    seed,
+    base,
+    adapter,
+    multi_reference,
+    fit,
+    out_dir,
+    device,
+    allow_pickle,
+):
     import torch
 
     from flexip.data.images import load_image, save_image
@@ -63,9 +98,17 @@ def generate(references, prompts, gammas, adapter_scale, w_pres, w_pers, negativ
     pipe = FlexIPPipeline.from_pretrained(base or DEFAULT_PRESET, adapter=adapter, allow_pickle=allow_pickle).to(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     result = pipe(
-        list(prompts), reference_images=reference_images or None, gamma=gamma,
-        adapter_scale=adapter_scale, w_pres=w_pres, w_pers=w_pers, negative_prompt=negative_prompt,
-        num_inference_steps=steps, guidance_scale=guidance, generator=generator, num_images_per_prompt=images_per_prompt,
+        list(prompts),
+        reference_images=reference_images or None,
+        gamma=gamma,
+        adapter_scale=adapter_scale,
+        w_pres=w_pres,
+        w_pers=w_pers,
+        negative_prompt=negative_prompt,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=generator,
+        num_images_per_prompt=images_per_prompt,
         multi_reference=multi_reference,
     )
     out = Path(out_dir)

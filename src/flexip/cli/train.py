@@ -26,10 +26,19 @@ Checkpoints go to OUTPUT_DIR/checkpoints/step-NNNNNN/ (the adapter/ inside loads
 FlexIPPipeline.from_pretrained(base, adapter=".../adapter")); the final adapter to OUTPUT_DIR/adapter.""",
 )
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="YAML config. Optional with --resume CHECKPOINT (its config.yaml is used).")
-@click.option("--resume", default=None, metavar="latest|CHECKPOINT",
-              help="'latest': continue the newest checkpoint of logging.output_dir (or start if there is none); or a checkpoint folder.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML config. Optional with --resume CHECKPOINT (its config.yaml is used).",
+)
+@click.option(
+    "--resume",
+    default=None,
+    metavar="latest|CHECKPOINT",
+    help="'latest': continue the newest checkpoint of logging.output_dir (or start if there is none); or a checkpoint folder.",
+)
 @click.option("--build-cache", is_flag=True, help="Build the feature cache at cache.path from this config, then exit.")
 @click.option("--print-config", is_flag=True, help="Print the validated config (defaults filled in) and exit.")
 def train(overrides, config_path, resume, build_cache, print_config):

@@ -45,8 +45,19 @@ from flexip.data.manifest import (
 )
 
 _EAGER = [
-    "MODALITIES", "BuildReport", "CaptionSpan", "ImageRecord", "MultiViewRecord", "Record", "VideoRecord",
-    "build_manifest", "load_manifest", "parse_record", "record_to_json", "scan_folders", "write_manifest",
+    "MODALITIES",
+    "BuildReport",
+    "CaptionSpan",
+    "ImageRecord",
+    "MultiViewRecord",
+    "Record",
+    "VideoRecord",
+    "build_manifest",
+    "load_manifest",
+    "parse_record",
+    "record_to_json",
+    "scan_folders",
+    "write_manifest",
 ]
 
 # Heavy modules (torch, PyAV, numpy, Pillow) are imported on first use.

@@ -113,8 +113,7 @@ def isolate_subject(
     """The subject on a plain `background`, cropped to the mask's bounding box plus `margin` (a
     fraction of the box's width/height on each side, clipped to the image)."""
     if mask.size != image.size:
-        raise FlexIPInputError(f"mask size {mask.size[0]}×{mask.size[1]} differs from image size "
-                               f"{image.size[0]}×{image.size[1]}")
+        raise FlexIPInputError(f"mask size {mask.size[0]}×{mask.size[1]} differs from image size {image.size[0]}×{image.size[1]}")
     box = subject_box(mask)
     if box is None:
         raise FlexIPInputError("mask is empty: no white (subject) pixels")
@@ -123,9 +122,7 @@ def isolate_subject(
     left, top, right, bottom = box
     pad_x, pad_y = round((right - left) * margin), round((bottom - top) * margin)
     width, height = image.size
-    return composed.crop(
-        (max(0, left - pad_x), max(0, top - pad_y), min(width, right + pad_x), min(height, bottom + pad_y))
-    )
+    return composed.crop((max(0, left - pad_x), max(0, top - pad_y), min(width, right + pad_x), min(height, bottom + pad_y)))
 
 
 def random_resized_crop(

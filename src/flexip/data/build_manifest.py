@@ -54,10 +54,7 @@ class BuildReport:
             lines.append(f"wrote {len(self.entries)} records to {self.out}")
         else:
             lines.append(f"found {len(self.entries)} records")
-        lines.append(
-            f"  images: {self.counts['image']}, videos: {self.counts['video']}, "
-            f"multi-view captures: {self.counts['multiview']}"
-        )
+        lines.append(f"  images: {self.counts['image']}, videos: {self.counts['video']}, multi-view captures: {self.counts['multiview']}")
         for reason, count in sorted(self.left_out.items()):
             shown = ", ".join(self.examples.get(reason, []))
             lines.append(f"  left out ({reason}): {count}" + (f", e.g. {shown}" if shown else ""))
@@ -87,9 +84,7 @@ def scan_folders(root: str | os.PathLike, manifest_dir: str | os.PathLike) -> Bu
     if not root.is_dir():
         raise FlexIPInputError(f"data root is not a folder: {root}")
     if not any((root / section).is_dir() for section in SECTIONS):
-        raise FlexIPInputError(
-            f"{root} holds none of the folders {', '.join(s + '/' for s in SECTIONS)}; see docs/data.md for the layout"
-        )
+        raise FlexIPInputError(f"{root} holds none of the folders {', '.join(s + '/' for s in SECTIONS)}; see docs/data.md for the layout")
     manifest_dir = Path(manifest_dir).resolve()
     report = BuildReport()
     _scan_images(root, manifest_dir, report)
@@ -102,9 +97,9 @@ def _media_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
     if not folder.is_dir():
         return []
     found = [
-        path for path in folder.rglob("*")
-        if path.suffix.lower() in extensions and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in extensions and path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     ]
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
@@ -178,8 +173,7 @@ def _scan_multiview(root: Path, manifest_dir: Path, report: BuildReport) -> None
         return
     for folder in sorted(p for p in section.iterdir() if p.is_dir() and not p.name.startswith(".")):
         views = sorted(
-            (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-             and not p.name.startswith(".")),
+            (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")),
             key=lambda p: p.name,
         )
         if len(views) < 2:

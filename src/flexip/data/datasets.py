@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch.utils.data import Dataset
 
@@ -85,8 +86,13 @@ class FlexIPDataset(Dataset):
         if max_attempts < 1:
             raise FlexIPInputError(f"max_attempts must be >= 1, got {max_attempts}")
         self.samples = SampleBuilder(
-            self.records, min_gap=min_gap, max_gap=max_gap, augment=augment, video_augment=video_augment,
-            subject_references=subject_references, variant_masks=variant_masks,
+            self.records,
+            min_gap=min_gap,
+            max_gap=max_gap,
+            augment=augment,
+            video_augment=video_augment,
+            subject_references=subject_references,
+            variant_masks=variant_masks,
         )
         self.seed = int(seed)
         self.max_attempts = int(max_attempts)

@@ -11,14 +11,14 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from flexip.errors import FlexIPInputError
 
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 #: Largest image (width × height) accepted by default: 64 megapixels. A decompression bomb declares a
 #: huge canvas in a tiny file; the check reads only the header, before any pixel is decoded.
@@ -53,9 +53,7 @@ def _open(source: ImageInput, max_pixels: int) -> Image.Image:
                 raise FlexIPInputError("image data is empty (0 bytes)")
             data = source
         else:
-            raise FlexIPInputError(
-                f"expected an image path, bytes, PIL image or numpy array, got {type(source).__name__}"
-            )
+            raise FlexIPInputError(f"expected an image path, bytes, PIL image or numpy array, got {type(source).__name__}")
         try:
             with warnings.catch_warnings():
                 # Pillow's own bomb check warns or raises at its global limit; ours below is explicit.

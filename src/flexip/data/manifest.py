@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Literal, Mapping, Union
+from typing import Any, ClassVar, Literal
 
 from flexip.atomic import write_text
 from flexip.errors import FlexIPInputError
@@ -116,7 +117,7 @@ class MultiViewRecord:
         return self.caption
 
 
-Record = Union[ImageRecord, VideoRecord, MultiViewRecord]
+Record = ImageRecord | VideoRecord | MultiViewRecord
 
 
 def load_manifest(path: str | os.PathLike) -> list[Record]:
@@ -161,9 +162,7 @@ def parse_record(entry: Any, root: str | os.PathLike, source: str = "") -> Recor
         raise FlexIPInputError(f"{where}: expected a JSON object, got {type(entry).__name__}")
     modality = entry.get("modality")
     if modality not in MODALITIES:
-        raise FlexIPInputError(
-            f"{where}: unknown modality {modality!r}; expected 'image' or 'video'"
-        )
+        raise FlexIPInputError(f"{where}: unknown modality {modality!r}; expected 'image' or 'video'")
     root = Path(root)
     subject = _optional_string(entry, "subject", where)
     caption = _optional_string(entry, "caption", where)
@@ -179,9 +178,7 @@ def parse_record(entry: Any, root: str | os.PathLike, source: str = "") -> Recor
 
     has_video, has_views = "video" in entry, "views" in entry
     if has_video == has_views:
-        raise FlexIPInputError(
-            f"{where}: a video record needs exactly one of 'video' (a clip) or 'views' (a multi-view capture)"
-        )
+        raise FlexIPInputError(f"{where}: a video record needs exactly one of 'video' (a clip) or 'views' (a multi-view capture)")
     if has_video:
         video = _path_field(entry, "video", root, where, required=True)
         spans = _parse_spans(entry.get("captions"), where)
@@ -193,21 +190,15 @@ def parse_record(entry: Any, root: str | os.PathLike, source: str = "") -> Recor
     if not isinstance(views_value, list) or not all(isinstance(v, str) and v.strip() for v in views_value):
         raise FlexIPInputError(f"{where}: 'views' must be a list of image paths (non-empty strings)")
     if len(views_value) < 2:
-        raise FlexIPInputError(
-            f"{where}: a multi-view record needs at least 2 views, got {len(views_value)}"
-        )
+        raise FlexIPInputError(f"{where}: a multi-view record needs at least 2 views, got {len(views_value)}")
     views = tuple(_resolve(v, root) for v in views_value)
     view_captions = None
     if "captions" in entry:
         value = entry["captions"]
         if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-            raise FlexIPInputError(
-                f"{where}: 'captions' of a multi-view record must be a list of strings, one per view"
-            )
+            raise FlexIPInputError(f"{where}: 'captions' of a multi-view record must be a list of strings, one per view")
         if len(value) != len(views):
-            raise FlexIPInputError(
-                f"{where}: 'captions' has {len(value)} entries but there are {len(views)} views (one caption per view)"
-            )
+            raise FlexIPInputError(f"{where}: 'captions' has {len(value)} entries but there are {len(views)} views (one caption per view)")
         view_captions = tuple(value)
     view_masks = None
     if "masks" in entry:
@@ -216,9 +207,7 @@ def parse_record(entry: Any, root: str | os.PathLike, source: str = "") -> Recor
             raise FlexIPInputError(f"{where}: 'masks' of a multi-view record must be a list of {len(views)} image paths, one per view")
         view_masks = tuple(_resolve(m, root) for m in value)
     extra = _extra(entry, {"views", "masks"})
-    return MultiViewRecord(
-        views=views, caption=caption, captions=view_captions, subject=subject, masks=view_masks, source=where, extra=extra
-    )
+    return MultiViewRecord(views=views, caption=caption, captions=view_captions, subject=subject, masks=view_masks, source=where, extra=extra)
 
 
 def record_to_json(record: Record, root: str | os.PathLike) -> dict[str, Any]:
@@ -307,8 +296,7 @@ def _parse_spans(value: Any, where: str) -> tuple[CaptionSpan, ...]:
         return ()
     if not isinstance(value, list) or not value:
         raise FlexIPInputError(
-            f"{where}: 'captions' of a video must be a non-empty list of "
-            '{"start": frame, "end": frame, "caption": text} objects'
+            f'{where}: \'captions\' of a video must be a non-empty list of {{"start": frame, "end": frame, "caption": text}} objects'
         )
     spans = []
     for position, item in enumerate(value):
@@ -327,8 +315,7 @@ def _parse_spans(value: Any, where: str) -> tuple[CaptionSpan, ...]:
     for previous, current in zip(ordered, ordered[1:]):
         if current.start <= previous.end:
             raise FlexIPInputError(
-                f"{where}: caption spans {previous.start}..{previous.end} and {current.start}..{current.end} "
-                "overlap; each frame may have one caption"
+                f"{where}: caption spans {previous.start}..{previous.end} and {current.start}..{current.end} overlap; each frame may have one caption"
             )
     return tuple(ordered)
 

@@ -14,8 +14,9 @@ raises `UnusableRecord`, whose `reason` is one of `SKIP_REASONS`; `FlexIPDataset
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -170,8 +171,10 @@ class SampleBuilder:
         else:
             captioned = [frame for frame in range(frame_count) if _usable(_span_caption(record, frame))]
         if not captioned:
-            raise UnusableRecord("missing_caption", f"no caption for any frame of {record.video} (no 'caption', "
-                                           f"'captions' or sidecar {record.sidecar_caption_path().name})")
+            raise UnusableRecord(
+                "missing_caption",
+                f"no caption for any frame of {record.video} (no 'caption', 'captions' or sidecar {record.sidecar_caption_path().name})",
+            )
         gap = self.min_gap
         targets = [t for t in captioned if t - gap >= 0 or t + gap <= frame_count - 1]
         if not targets:
@@ -197,8 +200,7 @@ class SampleBuilder:
         """Whether a clip's or capture's reference is isolated (`variant_masks`; no draw at 1)."""
         return self.variant_masks >= 1.0 or rng.random() < self.variant_masks
 
-    def _isolate_view(self, record: MultiViewRecord, reference: Image.Image, views: tuple[int, int], rng: random.Random,
-                      isolate: bool = True):
+    def _isolate_view(self, record: MultiViewRecord, reference: Image.Image, views: tuple[int, int], rng: random.Random, isolate: bool = True):
         """(the reference view's subject on a plain backdrop, or the view as it is when not `isolate`;
         the target view's mask)."""
         mask, target_mask = (_read_image(record.masks[v], "corrupt_mask") for v in views)
@@ -206,8 +208,7 @@ class SampleBuilder:
             return reference, target_mask
         return _augment_masked(reference, rng, self._variant_isolation(), mask, f"mask {record.masks[views[0]]}"), target_mask
 
-    def _isolate_frame(self, record: VideoRecord, reference: Image.Image, frames: tuple[int, int], rng: random.Random,
-                       isolate: bool = True):
+    def _isolate_frame(self, record: VideoRecord, reference: Image.Image, frames: tuple[int, int], rng: random.Random, isolate: bool = True):
         """(the reference frame's subject on a plain backdrop (`_variant_isolation`), or the frame as it
         is when not `isolate`; the target frame's mask), from the record's mask clip."""
         if not record.mask.is_file():

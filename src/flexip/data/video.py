@@ -11,8 +11,8 @@ fine for the short clips used for training — cut long videos into clips first)
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence, Union
 
 import av
 import numpy as np
@@ -22,7 +22,7 @@ from flexip.atomic import atomic_path
 from flexip.data.images import load_image
 from flexip.errors import FlexIPInputError
 
-FrameInput = Union[Image.Image, np.ndarray]
+FrameInput = Image.Image | np.ndarray
 
 #: Decoder errors PyAV raises for broken input (FFmpegError covers InvalidDataError and friends).
 _DECODE_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError)
@@ -97,9 +97,7 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int]) -> list[Image.I
     finally:
         container.close()
     if len(found) < len(needed):
-        raise VideoReadError(
-            f"video {path} ended after {position + 1} frames; frame {last} was requested"
-        )
+        raise VideoReadError(f"video {path} ended after {position + 1} frames; frame {last} was requested")
     return [found[i] for i in wanted]
 
 
@@ -138,8 +136,7 @@ def write_video(
     for position, array in enumerate(arrays):
         if array.shape[:2] != (height, width):
             raise FlexIPInputError(
-                f"all frames must have the same size: frame 0 is {width}×{height}, "
-                f"frame {position} is {array.shape[1]}×{array.shape[0]}"
+                f"all frames must have the same size: frame 0 is {width}×{height}, frame {position} is {array.shape[1]}×{array.shape[0]}"
             )
     if pix_fmt == "yuv420p" and (width % 2 or height % 2):
         raise FlexIPInputError(f"yuv420p video needs even width and height, got {width}×{height}")
@@ -173,9 +170,7 @@ def write_video(
 
 def _format_for(path: Path) -> str | None:
     """FFmpeg muxer for an extension (None: let FFmpeg guess from the name)."""
-    return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}.get(
-        path.suffix.lower()
-    )
+    return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}.get(path.suffix.lower())
 
 
 def _frame_array(frame: FrameInput, position: int) -> np.ndarray:
@@ -183,8 +178,5 @@ def _frame_array(frame: FrameInput, position: int) -> np.ndarray:
         return np.asarray(frame.convert("RGB"), dtype=np.uint8)
     array = np.asarray(frame)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3:
-        raise FlexIPInputError(
-            f"frame {position}: expected a PIL image or a uint8 array of shape HxWx3, "
-            f"got {array.dtype} {array.shape}"
-        )
+        raise FlexIPInputError(f"frame {position}: expected a PIL image or a uint8 array of shape HxWx3, got {array.dtype} {array.shape}")
     return np.ascontiguousarray(array)

@@ -43,13 +43,13 @@ class ReferenceEmbeds:
     def __len__(self) -> int:
         return self.clip_embeds.shape[0]
 
-    def to(self, device=None, dtype=None) -> "ReferenceEmbeds":
+    def to(self, device=None, dtype=None) -> ReferenceEmbeds:
         return ReferenceEmbeds(self.clip_embeds.to(device=device, dtype=dtype), self.dino_tokens.to(device=device, dtype=dtype))
 
-    def select(self, index: torch.Tensor) -> "ReferenceEmbeds":
+    def select(self, index: torch.Tensor) -> ReferenceEmbeds:
         return ReferenceEmbeds(self.clip_embeds[index], self.dino_tokens[index])
 
-    def zeros_like(self) -> "ReferenceEmbeds":
+    def zeros_like(self) -> ReferenceEmbeds:
         """The "no image" condition (classifier-free guidance, condition dropout): zero features."""
         return ReferenceEmbeds(torch.zeros_like(self.clip_embeds), torch.zeros_like(self.dino_tokens))
 
@@ -59,7 +59,7 @@ class ReferenceEmbeds:
         save_file({"clip_embeds": self.clip_embeds.contiguous().cpu(), "dino_tokens": self.dino_tokens.contiguous().cpu()}, str(path))
 
     @classmethod
-    def load(cls, path) -> "ReferenceEmbeds":
+    def load(cls, path) -> ReferenceEmbeds:
         from safetensors.torch import load_file
 
         tensors = load_file(str(path))

@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import torch
 from PIL import Image
 
 from flexip.data.images import ImageInput, load_image
 from flexip.devices import resolve_device
-from flexip.hashing import file_sha256
 from flexip.errors import FlexIPInputError
 from flexip.evaluation import fetch
 from flexip.evaluation.defaults import (
@@ -43,6 +42,7 @@ from flexip.evaluation.defaults import (
     DEFAULT_DINO,
 )
 from flexip.evaluation.metrics import IQA_ANCHORS, METRICS, validate_metrics
+from flexip.hashing import file_sha256
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -172,14 +172,10 @@ class ClipEmbedder:
         texts = list(texts)
         if not texts or not all(isinstance(text, str) for text in texts):
             raise FlexIPInputError("texts to embed must be a non-empty list of strings")
-        max_length = min(
-            int(self.tokenizer.model_max_length), int(self.model.config.text_config.max_position_embeddings)
-        )
+        max_length = min(int(self.tokenizer.model_max_length), int(self.model.config.text_config.max_position_embeddings))
         chunks = []
         for batch in _batches(texts, self.batch_size):
-            tokens = self.tokenizer(
-                list(batch), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-            )
+            tokens = self.tokenizer(list(batch), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
             output = self.model.get_text_features(
                 input_ids=tokens["input_ids"].to(self.device), attention_mask=tokens["attention_mask"].to(self.device)
             )
@@ -248,9 +244,7 @@ def load_aesthetic_head(path: str | os.PathLike | None = None, download: bool = 
         path = default_aesthetic_head_path()
         if not path.is_file():
             if not download:
-                raise FlexIPInputError(
-                    f"no aesthetic head at {path}; pass the path of {AESTHETIC_HEAD_FILENAME} or allow its download"
-                )
+                raise FlexIPInputError(f"no aesthetic head at {path}; pass the path of {AESTHETIC_HEAD_FILENAME} or allow its download")
             fetch.download(AESTHETIC_HEAD_URL, path, "the LAION aesthetic head", sha256=AESTHETIC_HEAD_SHA256)
     path = Path(path)
     if not path.is_file():
@@ -302,9 +296,7 @@ def load_clip_embedder(
     return ClipEmbedder(model, image_processor, tokenizer, name=model_id, batch_size=batch_size)
 
 
-def load_dino_embedder(
-    model_id: str, device: str | None = None, dtype: str = "float32", batch_size: int = 32
-) -> DinoEmbedder:
+def load_dino_embedder(model_id: str, device: str | None = None, dtype: str = "float32", batch_size: int = 32) -> DinoEmbedder:
     """Load a DINO ViT (`ViTModel`, e.g. `facebook/dino-vits16`) or a `Dinov2Model` (hub id or folder)."""
     from transformers import AutoImageProcessor, AutoModel
 
@@ -333,15 +325,13 @@ class Backbones:
     metrics: tuple[str, ...] = field(default=METRICS)
 
     @classmethod
-    def load(cls, config: BackboneConfig | None = None, metrics: Sequence[str] = METRICS, download: bool = True) -> "Backbones":
+    def load(cls, config: BackboneConfig | None = None, metrics: Sequence[str] = METRICS, download: bool = True) -> Backbones:
         """Load what `metrics` need. Two roles with the same CLIP id share one model."""
         config = config or BackboneConfig()
         metrics = validate_metrics(metrics)
         options = dict(device=config.device, dtype=config.dtype, batch_size=config.batch_size)
         loaded: dict[str, ClipEmbedder] = {}
-        text_ids = ({config.clip} if "CLIP-T" in metrics else set()) | (
-            {config.clip_iqa} if "CLIP-IQA" in metrics else set()
-        )
+        text_ids = ({config.clip} if "CLIP-T" in metrics else set()) | ({config.clip_iqa} if "CLIP-IQA" in metrics else set())
 
         def clip(model_id: str) -> ClipEmbedder:
             if model_id not in loaded:

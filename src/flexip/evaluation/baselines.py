@@ -11,13 +11,13 @@ encoder `models/image_encoder` (OpenCLIP ViT-H/14), on `stable-diffusion-v1-5/st
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from PIL import Image
 
 from flexip.errors import FlexIPInputError
 from flexip.evaluation.defaults import DEFAULT_BASE_MODEL
-from flexip.evaluation.runner import GenerationSettings, pipeline_dtype, size_arguments, seeded_generator
+from flexip.evaluation.runner import GenerationSettings, pipeline_dtype, seeded_generator, size_arguments
 
 DEFAULT_IP_ADAPTER = "h94/IP-Adapter"
 DEFAULT_IP_ADAPTER_SUBFOLDER = "models"
@@ -43,9 +43,7 @@ def load_ip_adapter_pipeline(
         pipe = StableDiffusionPipeline.from_pretrained(base_model, torch_dtype=torch_dtype, safety_checker=None)
         pipe.load_ip_adapter(ip_adapter, subfolder=subfolder, weight_name=weight_name)
     except (OSError, ValueError) as error:
-        raise FlexIPInputError(
-            f"could not load the IP-Adapter baseline ({base_model} + {ip_adapter}/{subfolder}/{weight_name}): {error}"
-        ) from None
+        raise FlexIPInputError(f"could not load the IP-Adapter baseline ({base_model} + {ip_adapter}/{subfolder}/{weight_name}): {error}") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -71,9 +69,15 @@ class IPAdapterMethod:
         self.description = description or {"pipeline": type(pipe).__name__}
 
     @classmethod
-    def from_pretrained(cls, base_model: str = DEFAULT_BASE_MODEL, ip_adapter: str = DEFAULT_IP_ADAPTER,
-                        subfolder: str = DEFAULT_IP_ADAPTER_SUBFOLDER, weight_name: str = DEFAULT_IP_ADAPTER_WEIGHTS,
-                        device: str | None = None, dtype: str | None = None) -> "IPAdapterMethod":
+    def from_pretrained(
+        cls,
+        base_model: str = DEFAULT_BASE_MODEL,
+        ip_adapter: str = DEFAULT_IP_ADAPTER,
+        subfolder: str = DEFAULT_IP_ADAPTER_SUBFOLDER,
+        weight_name: str = DEFAULT_IP_ADAPTER_WEIGHTS,
+        device: str | None = None,
+        dtype: str | None = None,
+    ) -> IPAdapterMethod:
         pipe = load_ip_adapter_pipeline(base_model, ip_adapter, subfolder, weight_name, device, dtype)
         description = {
             "base_model": base_model,
@@ -105,8 +109,7 @@ class IPAdapterMethod:
         for processor, scale in zip(processors, scales):
             processor.scale = scale
 
-    def generate(self, prompt: str, reference: _Reference, values: Sequence[float], seed: int,
-                 settings: GenerationSettings) -> list[Image.Image]:
+    def generate(self, prompt: str, reference: _Reference, values: Sequence[float], seed: int, settings: GenerationSettings) -> list[Image.Image]:
         guided = settings.guidance_scale > 1
         embeds = self._embeds(reference, guided)
         previous = self._scales()

@@ -12,8 +12,8 @@ personalization to identity preservation, while IP-Adapter's single scale gives 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

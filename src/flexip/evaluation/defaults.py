@@ -12,9 +12,7 @@ DEFAULT_CLIP_IQA = DEFAULT_CLIP
 DEFAULT_AESTHETIC_CLIP = "openai/clip-vit-large-patch14"
 
 AESTHETIC_HEAD_FILENAME = "sac+logos+ava1-l14-linearMSE.pth"
-AESTHETIC_HEAD_URL = (
-    "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac%2Blogos%2Bava1-l14-linearMSE.pth"
-)
+AESTHETIC_HEAD_URL = "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac%2Blogos%2Bava1-l14-linearMSE.pth"
 AESTHETIC_HEAD_SHA256 = "21dd590f3ccdc646f0d53120778b296013b096a035a2718c9cb0d511bff0f1e0"
 
 DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"

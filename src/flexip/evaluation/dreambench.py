@@ -21,9 +21,9 @@ from __future__ import annotations
 import re
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 from flexip.errors import FlexIPInputError
 from flexip.evaluation import fetch
@@ -76,7 +76,11 @@ def parse_prompts_and_classes(text: str) -> PromptTable:
                 templates[section].append(match.group("template"))
     missing = [
         what
-        for what, found in (("the class table", classes), ("object prompts", templates["object"]), ("live-subject prompts", templates["live"]))
+        for what, found in (
+            ("the class table", classes),
+            ("object prompts", templates["object"]),
+            ("live-subject prompts", templates["live"]),
+        )
         if not found
     ]
     if missing:
@@ -107,9 +111,7 @@ class Subject:
 
     def reference(self, index: int) -> Path:
         if not 0 <= index < len(self.images):
-            raise FlexIPInputError(
-                f"subject {self.name!r} has {len(self.images)} reference images; index {index} is out of range"
-            )
+            raise FlexIPInputError(f"subject {self.name!r} has {len(self.images)} reference images; index {index} is out of range")
         return self.images[index]
 
 
@@ -132,7 +134,7 @@ class DreamBench:
                 return subject
         raise FlexIPInputError(f"unknown DreamBench subject {name!r}; known: {', '.join(s.name for s in self.subjects)}")
 
-    def select(self, names: Sequence[str] | None) -> "DreamBench":
+    def select(self, names: Sequence[str] | None) -> DreamBench:
         """A benchmark restricted to `names` (None: all), in the given order."""
         if not names:
             return self

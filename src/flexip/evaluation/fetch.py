@@ -15,8 +15,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from flexip.atomic import atomic_path
-from flexip.hashing import file_sha256
 from flexip.errors import FlexIPInputError
+from flexip.hashing import file_sha256
 
 _OFFLINE_VARIABLES = ("FLEXIP_OFFLINE", "HF_HUB_OFFLINE")
 
@@ -54,5 +54,3 @@ def download(url: str, destination: Path, what: str, sha256: str | None = None) 
     except OSError as error:
         raise FlexIPInputError(f"could not download {what} from {url}: {error}") from None
     return destination
-
-

@@ -29,8 +29,7 @@ class StepInterval:
         return 1 if self.low > 0 else -1 if self.high < 0 else 0
 
 
-def step_intervals(scores: torch.Tensor, groups: torch.Tensor, resamples: int = 2000, level: float = 0.95,
-                   seed: int = 0) -> list[StepInterval]:
+def step_intervals(scores: torch.Tensor, groups: torch.Tensor, resamples: int = 2000, level: float = 0.95, seed: int = 0) -> list[StepInterval]:
     """For scores of shape (conditions, cells) and each cell's group (cluster) id, the interval of every
     adjacent step `scores[k + 1] − scores[k]`, from `resamples` draws of the groups with replacement
     (percentile interval at `level`, deterministic for a seed)."""

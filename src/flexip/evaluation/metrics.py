@@ -17,7 +17,7 @@ loads a model or touches an image, so every formula can be read (and tested) on 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -76,9 +76,7 @@ def mean_cosine_to_set(embeds: torch.Tensor, references: torch.Tensor) -> torch.
     _check_matrix("embeds", embeds)
     _check_matrix("references", references)
     if embeds.shape[1] != references.shape[1]:
-        raise FlexIPInputError(
-            f"embeddings and references have different widths: {embeds.shape[1]} vs {references.shape[1]}"
-        )
+        raise FlexIPInputError(f"embeddings and references have different widths: {embeds.shape[1]} vs {references.shape[1]}")
     similarity = l2_normalize(embeds) @ l2_normalize(references).T  # [N, M]
     return similarity.mean(dim=1)
 
@@ -112,9 +110,7 @@ def clip_iqa(
     _check_matrix("image_embeds", image_embeds)
     anchors = torch.stack([good_text_embed.reshape(-1), bad_text_embed.reshape(-1)])  # [2, D]
     if anchors.shape[1] != image_embeds.shape[1]:
-        raise FlexIPInputError(
-            f"anchor text embeddings are {anchors.shape[1]}-d but image embeddings are {image_embeds.shape[1]}-d"
-        )
+        raise FlexIPInputError(f"anchor text embeddings are {anchors.shape[1]}-d but image embeddings are {image_embeds.shape[1]}-d")
     logits = logit_scale * (l2_normalize(image_embeds) @ l2_normalize(anchors).T)  # [N, 2]
     return logits.softmax(dim=-1)[:, 0]
 

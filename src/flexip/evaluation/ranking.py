@@ -11,14 +11,14 @@ tied at 5.437 on Aesthetic as printed. The paper broke that tie with unrounded v
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
+from flexip.atomic import write_text
 from flexip.errors import FlexIPInputError
 from flexip.evaluation.metrics import METRICS
-from flexip.atomic import write_text
 from flexip.evaluation.results import find_result_files, is_result_file, load_result
 
 
@@ -34,9 +34,7 @@ def rank_methods(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> p
         metrics = [name for name in METRICS if name in table.columns]
     missing = [name for name in metrics if name not in table.columns]
     if not metrics or missing:
-        raise FlexIPInputError(
-            f"a ranking table needs metric columns {', '.join(METRICS)}; missing {', '.join(missing or METRICS)}"
-        )
+        raise FlexIPInputError(f"a ranking table needs metric columns {', '.join(METRICS)}; missing {', '.join(missing or METRICS)}")
     if len(table) == 0:
         raise FlexIPInputError("nothing to rank: the table has no rows")
     methods = table["method"].astype(str)
@@ -134,7 +132,5 @@ def _read_csv(path: Path) -> pd.DataFrame:
     table.columns = [str(column).strip() for column in table.columns]
     missing = [name for name in ("method", *METRICS) if name not in table.columns]
     if missing:
-        raise FlexIPInputError(
-            f"{path} lacks column(s) {', '.join(missing)}; expected method,{','.join(METRICS)}"
-        )
+        raise FlexIPInputError(f"{path} lacks column(s) {', '.join(missing)}; expected method,{','.join(METRICS)}")
     return table

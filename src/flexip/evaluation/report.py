@@ -11,18 +11,18 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from flexip.atomic import write_text
 from flexip.errors import FlexIPInputError
 from flexip.evaluation.curves import CurveStatistics, curve_statistics
 from flexip.evaluation.metrics import METRICS
 from flexip.evaluation.ranking import markdown_table
-from flexip.atomic import write_text
 from flexip.evaluation.results import EvaluationResult
 
 IDENTITY_METRICS = ("CLIP-I", "DINO-I")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable
 
 from PIL import Image
 
@@ -63,7 +63,7 @@ class EvaluationResult:
     seeds: list[int] | None = None
     backbones: dict = field(default_factory=dict)
     flexip_version: str = __version__
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
     def label(self) -> str:
@@ -75,25 +75,36 @@ class EvaluationResult:
     def to_dict(self) -> dict:
         """Summary first, per-image rows last (so the head of the file is readable)."""
         data = _clean(asdict(self))
-        order = ["method", "control", "metrics", "overall", "live", "object", "per_subject", "seeds", "config",
-                 "backbones", "flexip_version", "created", "per_image"]
+        order = [
+            "method",
+            "control",
+            "metrics",
+            "overall",
+            "live",
+            "object",
+            "per_subject",
+            "seeds",
+            "config",
+            "backbones",
+            "flexip_version",
+            "created",
+            "per_image",
+        ]
         return {"format": RESULT_FORMAT, "format_version": FORMAT_VERSION, **{key: data[key] for key in order}}
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "result") -> "EvaluationResult":
+    def from_dict(cls, data: dict, source: str = "result") -> EvaluationResult:
         if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT:
-            raise FlexIPInputError(f"{source} is not a FlexIP result file (no \"format\": \"{RESULT_FORMAT}\")")
+            raise FlexIPInputError(f'{source} is not a FlexIP result file (no "format": "{RESULT_FORMAT}")')
         if data.get("format_version") != FORMAT_VERSION:
-            raise FlexIPInputError(
-                f"{source} has result format version {data.get('format_version')}; this FlexIP reads {FORMAT_VERSION}"
-            )
+            raise FlexIPInputError(f"{source} has result format version {data.get('format_version')}; this FlexIP reads {FORMAT_VERSION}")
         names = {name for name in cls.__dataclass_fields__}
         missing = sorted(name for name in ("method", "metrics", "overall", "per_subject", "per_image") if name not in data)
         if missing:
             raise FlexIPInputError(f"{source} lacks {', '.join(missing)}")
         control = data.get("control")
         if control is not None and not (isinstance(control, dict) and {"name", "value"} <= set(control)):
-            raise FlexIPInputError(f"{source}: `control` must be null or {{\"name\": ..., \"value\": ...}}")
+            raise FlexIPInputError(f'{source}: `control` must be null or {{"name": ..., "value": ...}}')
         return cls(**{key: value for key, value in data.items() if key in names})
 
 

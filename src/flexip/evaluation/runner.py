@@ -20,19 +20,20 @@ so an interrupted run continues where it stopped; images are written atomically.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from flexip.atomic import write_text
 from flexip.data.images import load_image
 from flexip.errors import FlexIPInputError
 from flexip.evaluation.backbones import Backbones
 from flexip.evaluation.dreambench import DreamBench
-from flexip.atomic import write_text
 from flexip.evaluation.results import atomic_save_image, result_filename, save_result
 from flexip.evaluation.scoring import RUN_FILE, ScoreConfig, Setting, collect_images, control_folder, score_setting
 from flexip.version import __version__
@@ -105,9 +106,7 @@ class SubjectMethod(Protocol):
 
     def encode_reference(self, images: list[Image.Image]) -> Any: ...
 
-    def generate(
-        self, prompt: str, reference: Any, values: Sequence[float], seed: int, settings: GenerationSettings
-    ) -> list[Image.Image]:
+    def generate(self, prompt: str, reference: Any, values: Sequence[float], seed: int, settings: GenerationSettings) -> list[Image.Image]:
         """One image per control value, in order, all from the noise of `seed`."""
         ...
 
@@ -130,7 +129,7 @@ class FlexIPMethod:
         self.description = description or {"pipeline": type(pipe).__name__}
 
     @classmethod
-    def from_pretrained(cls, base_model: str, adapter: str | None, device: str | None = None, dtype: str | None = None) -> "FlexIPMethod":
+    def from_pretrained(cls, base_model: str, adapter: str | None, device: str | None = None, dtype: str | None = None) -> FlexIPMethod:
         """`FlexIPPipeline.from_pretrained(base_model, adapter=...)` on `device` (default: the best available)."""
         from flexip import FlexIPPipeline
         from flexip.devices import resolve_device
@@ -229,17 +228,14 @@ def _merge_run_record(path: Path, record: dict) -> dict:
     different = [key for key in _FIXED_KEYS if fixed(previous, key) != fixed(record, key)]
     if different:
         raise FlexIPInputError(
-            f"{path.parent} holds a run with different {', '.join(different)}; resume it with the same settings "
-            "or choose a new output folder"
+            f"{path.parent} holds a run with different {', '.join(different)}; resume it with the same settings or choose a new output folder"
         )
     record["values"] = sorted(set(previous.get("values", [])) | set(record["values"]))
     record["seeds"] = sorted(set(previous.get("seeds", [])) | set(record["seeds"]))
     return record
 
 
-def generate_benchmark(
-    method: SubjectMethod, bench: DreamBench, out_dir: str | Path, config: RunConfig, progress: bool = True
-) -> GenerationSummary:
+def generate_benchmark(method: SubjectMethod, bench: DreamBench, out_dir: str | Path, config: RunConfig, progress: bool = True) -> GenerationSummary:
     """Generate every missing image of the run into `<out_dir>/images/` (see the module docstring)."""
     subjects = bench.select(config.subjects).subjects
     for subject in subjects:

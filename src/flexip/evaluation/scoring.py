@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 import torch
@@ -104,8 +104,7 @@ def collect_images(folder: str | Path, bench: DreamBench) -> list[ImageItem]:
         for prompt_dir in sorted(p for p in subject_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             if not prompt_dir.name.isdigit() or int(prompt_dir.name) >= len(subject.templates):
                 raise FlexIPInputError(
-                    f"{prompt_dir}: expected a prompt index folder 0…{len(subject.templates) - 1} "
-                    f"(the prompt's position in the subject's list)"
+                    f"{prompt_dir}: expected a prompt index folder 0…{len(subject.templates) - 1} (the prompt's position in the subject's list)"
                 )
             index = int(prompt_dir.name)
             prompt = fill_template(subject.templates[index], subject.class_noun)
@@ -114,8 +113,7 @@ def collect_images(folder: str | Path, bench: DreamBench) -> list[ImageItem]:
                 items.append(ImageItem(subject.name, index, prompt, image_path, seed))
     if not items:
         raise FlexIPInputError(
-            f"no images found in {folder}; expected <images>/<subject>/<prompt index>/<image>.png "
-            "(or <images>/<control>-<value>/… for a sweep)"
+            f"no images found in {folder}; expected <images>/<subject>/<prompt index>/<image>.png (or <images>/<control>-<value>/… for a sweep)"
         )
     return items
 
@@ -148,9 +146,7 @@ def read_run_file(folder: Path) -> dict | None:
     return None
 
 
-def _embed_generated(
-    items: Sequence[ImageItem], backbones: Backbones, metrics: Sequence[str], label: str
-) -> dict[str, torch.Tensor]:
+def _embed_generated(items: Sequence[ImageItem], backbones: Backbones, metrics: Sequence[str], label: str) -> dict[str, torch.Tensor]:
     """Image embeddings of every generated image for each backbone `metrics` need, a batch of images at a time."""
     needed = {
         "clip": "CLIP-T" in metrics or "CLIP-I" in metrics,
@@ -219,6 +215,7 @@ def per_image_scores(
 
 def aggregate(frame: pd.DataFrame, metrics: Sequence[str]) -> dict:
     """Means over images: overall, live subjects, object subjects, and per subject."""
+
     def means(rows: pd.DataFrame) -> dict[str, float] | None:
         if rows.empty:
             return None

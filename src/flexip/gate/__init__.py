@@ -28,6 +28,15 @@ from flexip.gate.settings import GateSettings, gate_weights
 from flexip.gate.text import parse_gamma, sweep_values
 
 __all__ = [
-    "DEFAULT_GAMMA", "Gamma", "GammaLike", "GammaSchedule", "GammaValue", "GateSettings",
-    "check_gamma_value", "check_weight", "gate_weights", "parse_gamma", "sweep_values",
+    "DEFAULT_GAMMA",
+    "Gamma",
+    "GammaLike",
+    "GammaSchedule",
+    "GammaValue",
+    "GateSettings",
+    "check_gamma_value",
+    "check_weight",
+    "gate_weights",
+    "parse_gamma",
+    "sweep_values",
 ]

@@ -205,8 +205,10 @@ class Gamma:
         steps = []
         for index in range(num_steps):
             fraction = index / max(1, num_steps - 1)
-            values = {key: check_gamma_value(schedule(fraction), f"gamma schedule value at step fraction {fraction:.3g}")
-                      for key, schedule in schedules.items()}
+            values = {
+                key: check_gamma_value(schedule(fraction), f"gamma schedule value at step fraction {fraction:.3g}")
+                for key, schedule in schedules.items()
+            }
             steps.append(self._map_parts(lambda part, values=values: values[id(part)] if callable(part) else part))
         return tuple(steps)
 
@@ -220,5 +222,3 @@ class Gamma:
 
 GammaValue = float | int | torch.Tensor | Sequence[float] | GammaSchedule | Callable[[float], float]
 GammaLike = Gamma | GammaValue | Mapping[str, GammaValue]
-
-

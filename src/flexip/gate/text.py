@@ -30,7 +30,9 @@ def parse_gamma(text: str | Sequence[str]) -> Gamma:
             for entry in filter(str.strip, token.split(",")):
                 key, _, value = (part.strip() for part in entry.partition("="))
                 if not key or not value or "=" in value:
-                    raise FlexIPInputError(f"cannot read per-block gamma {entry.strip()!r}; expected KEY=VALUE entries such as down=0.3,mid=0.5,up=1.0:0.4")
+                    raise FlexIPInputError(
+                        f"cannot read per-block gamma {entry.strip()!r}; expected KEY=VALUE entries such as down=0.3,mid=0.5,up=1.0:0.4"
+                    )
                 if key in blocks:
                     raise FlexIPInputError(f"per-block gamma {whole!r} sets {key} twice")
                 blocks[key] = _parse_one(value, whole, f"gamma[{key!r}]")
@@ -75,5 +77,3 @@ def _parse_number(text: str, whole: str) -> float:
         return float(text)
     except ValueError:
         raise FlexIPInputError(f"cannot read gamma {whole!r}; expected {TEXT_FORMS}") from None
-
-

@@ -72,8 +72,14 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
         if not target_layers:
             raise CheckpointError("an adapter needs at least one target cross-attention layer")
         self.preservation = PreservationAdapter(
-            clip_embed_dim, dino_hidden_dim, cross_attention_dim, num_global_tokens, num_queries,
-            preservation_depth, preservation_width, preservation_heads,
+            clip_embed_dim,
+            dino_hidden_dim,
+            cross_attention_dim,
+            num_global_tokens,
+            num_queries,
+            preservation_depth,
+            preservation_width,
+            preservation_heads,
         )
         self.personalization = PersonalizationAdapter(
             clip_embed_dim, cross_attention_dim, num_visual_tokens, personalization_depth, personalization_heads
@@ -91,7 +97,7 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
-    def from_unet(cls, unet: nn.Module, clip_embed_dim: int, dino_hidden_dim: int, **config) -> "FlexIPAdapter":
+    def from_unet(cls, unet: nn.Module, clip_embed_dim: int, dino_hidden_dim: int, **config) -> FlexIPAdapter:
         """A fresh adapter for `unet`: one K'/V' pair per cross-attention layer, copied from its text K/V."""
         layers = cross_attention_layers(unet)
         widths = {width for _, width in layers.values()}
@@ -99,7 +105,10 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
             raise CheckpointError(f"expected one cross-attention width in the UNet, found {sorted(widths)}")
         adapter = cls(
             target_layers={name: hidden for name, (hidden, _) in layers.items()},
-            cross_attention_dim=widths.pop(), clip_embed_dim=clip_embed_dim, dino_hidden_dim=dino_hidden_dim, **config,
+            cross_attention_dim=widths.pop(),
+            clip_embed_dim=clip_embed_dim,
+            dino_hidden_dim=dino_hidden_dim,
+            **config,
         )
         for name in layers:
             attn = unet.get_submodule(name)
@@ -188,7 +197,7 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         **hub_kwargs,
-    ) -> "FlexIPAdapter":
+    ) -> FlexIPAdapter:
         """Load from a folder written by `save_pretrained`, or a hub repo id (downloaded on a user's machine).
 
         Loading is strict: missing or unexpected keys and wrong shapes raise a CheckpointError. Pickle
@@ -218,7 +227,8 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
         unexpected = sorted(set(state_dict) - set(expected))
         wrong = [
             f"{key}: checkpoint {tuple(state_dict[key].shape)}, expected {tuple(tensor.shape)}"
-            for key, tensor in expected.items() if key in state_dict and state_dict[key].shape != tensor.shape
+            for key, tensor in expected.items()
+            if key in state_dict and state_dict[key].shape != tensor.shape
         ]
         problems = []
         if missing:

@@ -46,20 +46,48 @@ class FlexIPPipelineOutput(BaseOutput):
 class FlexIPPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->image_encoder->dino_encoder->unet->vae"
 
-    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, image_encoder, feature_extractor, dino_encoder, dino_processor, adapter: FlexIPAdapter):
+    def __init__(
+        self,
+        vae,
+        text_encoder,
+        tokenizer,
+        unet,
+        scheduler,
+        image_encoder,
+        feature_extractor,
+        dino_encoder,
+        dino_processor,
+        adapter: FlexIPAdapter,
+    ):
         super().__init__()
         adapter.check_compatible(unet)
         adapter.check_encoders(image_encoder, dino_encoder)
         self.register_modules(
-            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-            image_encoder=image_encoder, feature_extractor=feature_extractor, dino_encoder=dino_encoder,
-            dino_processor=dino_processor, adapter=adapter,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            image_encoder=image_encoder,
+            feature_extractor=feature_extractor,
+            dino_encoder=dino_encoder,
+            dino_processor=dino_processor,
+            adapter=adapter,
         )
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
     @classmethod
-    def from_pretrained(cls, base_model: str, adapter=None, *, image_encoder: str | None = None, dino_encoder: str | None = None, allow_pickle: bool = False, torch_dtype: torch.dtype | None = None):
+    def from_pretrained(
+        cls,
+        base_model: str,
+        adapter=None,
+        *,
+        image_encoder: str | None = None,
+        dino_encoder: str | None = None,
+        allow_pickle: bool = False,
+        torch_dtype: torch.dtype | None = None,
+    ):
         """Load a diffusers SD1.5-family checkpoint and a FlexIP adapter (folder or hub id, or an object).
 
         `base_model` may also name a preset shipped with FlexIP (see `flexip.presets`; `adapter` then defaults
@@ -80,8 +108,13 @@ class FlexIPPipeline(DiffusionPipeline):
     # ---- reusable encoders ----------------------------------------------------------------------
     def reference_encoder(self, multi_reference: str = "mean", fit: str = "center_crop") -> ReferenceEncoder:
         return ReferenceEncoder(
-            self.image_encoder, self.feature_extractor, self.dino_encoder, self.dino_processor,
-            dino_layer=self.adapter.config.dino_layer, fit=fit, multi_reference=multi_reference,
+            self.image_encoder,
+            self.feature_extractor,
+            self.dino_encoder,
+            self.dino_processor,
+            dino_layer=self.adapter.config.dino_layer,
+            fit=fit,
+            multi_reference=multi_reference,
         )
 
     @torch.no_grad()
@@ -135,7 +168,12 @@ class FlexIPPipeline(DiffusionPipeline):
         sweep = gate.sweep  # the γ of each sweep column (one column unless γ is a sweep)
         if num_inference_steps < 1 or num_images_per_prompt < 1:
             raise FlexIPInputError("num_inference_steps and num_images_per_prompt must be ≥ 1")
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale) or guidance_scale < 0:
+        if (
+            isinstance(guidance_scale, bool)
+            or not isinstance(guidance_scale, (int, float))
+            or not math.isfinite(guidance_scale)
+            or guidance_scale < 0
+        ):
             raise FlexIPInputError(f"guidance_scale must be a finite number ≥ 0 (1 or less turns guidance off), got {guidance_scale!r}")
         self._check_block_keys(gate)
         height = height or self.unet.config.sample_size * self.vae_scale_factor
@@ -189,7 +227,12 @@ class FlexIPPipeline(DiffusionPipeline):
         step_gates = gate.at_steps(len(timesteps)) if conditioning is not None else ()
 
         # 6. latents: one noise per (prompt, image), shared by every γ of a sweep
-        shape = (num_prompts * num_images_per_prompt, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        shape = (
+            num_prompts * num_images_per_prompt,
+            self.unet.config.in_channels,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
+        )
         if latents is None:
             noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
             # (prompts, 1, images, c, h, w) -> (prompts, sweep, images, c, h, w) -> (batch, c, h, w)
@@ -245,7 +288,9 @@ class FlexIPPipeline(DiffusionPipeline):
             prefix = block_prefix(key)
             if not any(layer.startswith(prefix) for layer in layers):
                 blocks = sorted({layer.split(".attentions")[0] for layer in layers})
-                raise FlexIPInputError(f"per-block gamma key {key!r} matches no attention layer; use down, mid, up or a prefix such as {', '.join(blocks)}")
+                raise FlexIPInputError(
+                    f"per-block gamma key {key!r} matches no attention layer; use down, mid, up or a prefix such as {', '.join(blocks)}"
+                )
 
     def _non_finite_message(self, index: int, steps: int) -> str:
         """Why the latents became NaN or Inf: the adapter's weights, or fp16 overflow."""

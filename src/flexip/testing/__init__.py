@@ -22,8 +22,13 @@ def tiny_tokenizer():
     from transformers import CLIPTokenizer
 
     return CLIPTokenizer(
-        str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"), model_max_length=77,
-        bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token="<|endoftext|>",
+        str(TOKENIZER_DIR / "vocab.json"),
+        str(TOKENIZER_DIR / "merges.txt"),
+        model_max_length=77,
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
     )
 
 
@@ -34,45 +39,108 @@ def tiny_base_components(seed: int = 0, sample_size: int = 8, cross_attention_di
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=cross_attention_dim, attention_head_dim=8, norm_num_groups=8,
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=8,
     )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8, sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=8,
+        sample_size=16,
     )
     tokenizer = tiny_tokenizer()
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=cross_attention_dim, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    ))
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=cross_attention_dim,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1
+    )
     return {"vae": vae.eval(), "text_encoder": text_encoder.eval(), "tokenizer": tokenizer, "unet": unet.eval(), "scheduler": scheduler}
 
 
 def tiny_reference_encoders(seed: int = 0) -> dict:
     """image_encoder (CLIP vision, 24-d embeds), feature_extractor, dino_encoder (16 patches × 32), dino_processor."""
-    from transformers import BitImageProcessorPil, CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModelWithProjection, Dinov2Config, Dinov2Model
+    from transformers import (
+        BitImageProcessorPil,
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+        Dinov2Config,
+        Dinov2Model,
+    )
 
     torch.manual_seed(seed + 1)
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8, projection_dim=24,
-    ))
-    dino_encoder = Dinov2Model(Dinov2Config(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8,
-    ))
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+            projection_dim=24,
+        )
+    )
+    dino_encoder = Dinov2Model(
+        Dinov2Config(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        )
+    )
     feature_extractor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    dino_processor = BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, do_convert_rgb=True,
-                                       image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
-    return {"image_encoder": image_encoder.eval(), "feature_extractor": feature_extractor, "dino_encoder": dino_encoder.eval(), "dino_processor": dino_processor}
+    dino_processor = BitImageProcessorPil(
+        size={"shortest_edge": 32},
+        crop_size={"height": 32, "width": 32},
+        do_convert_rgb=True,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+    return {
+        "image_encoder": image_encoder.eval(),
+        "feature_extractor": feature_extractor,
+        "dino_encoder": dino_encoder.eval(),
+        "dino_processor": dino_processor,
+    }
 
 
 TINY_ADAPTER_CONFIG = dict(
-    num_global_tokens=2, num_queries=4, preservation_depth=1, preservation_width=32, preservation_heads=4,
-    num_visual_tokens=2, personalization_depth=1, personalization_heads=4,
-    image_encoder="tiny-random:image_encoder", dino_encoder="tiny-random:dino",
+    num_global_tokens=2,
+    num_queries=4,
+    preservation_depth=1,
+    preservation_width=32,
+    preservation_heads=4,
+    num_visual_tokens=2,
+    personalization_depth=1,
+    personalization_heads=4,
+    image_encoder="tiny-random:image_encoder",
+    dino_encoder="tiny-random:dino",
 )
 
 
@@ -122,12 +190,21 @@ def save_tiny_preset(folder, seed: int = 0) -> Path:
         references[name] = [f"demo/{name}.png"]
         (folder / "demo").mkdir(exist_ok=True)
         images[0].save(folder / "demo" / f"{name}.png")
-    demo = {"subjects": references, "prompts": ["a blob in the snow", "a red blob on the beach"], "steps": 4, "guidance": 5.0,
-            "note": "preset tiny-random: RANDOM weights, so the images are noise; this only shows the code path runs."}
+    demo = {
+        "subjects": references,
+        "prompts": ["a blob in the snow", "a red blob on the beach"],
+        "steps": 4,
+        "guidance": 5.0,
+        "note": "preset tiny-random: RANDOM weights, so the images are noise; this only shows the code path runs.",
+    }
     write_text(folder / "demo.json", json.dumps(demo, indent=2) + "\n")
-    manifest = {"name": "tiny-random", "description": "Toy-size random components built from configs (flexip.testing.save_tiny_preset); "
-                "images are noise. For exercising code paths offline.", "seed": seed,
-                "adapter_defaults": {k: v for k, v in TINY_ADAPTER_CONFIG.items()}}
+    manifest = {
+        "name": "tiny-random",
+        "description": "Toy-size random components built from configs (flexip.testing.save_tiny_preset); "
+        "images are noise. For exercising code paths offline.",
+        "seed": seed,
+        "adapter_defaults": {k: v for k, v in TINY_ADAPTER_CONFIG.items()},
+    }
     write_text(folder / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return folder
 
@@ -137,7 +214,10 @@ def demo_subjects() -> dict:
     from PIL import Image, ImageDraw
 
     subjects = {}
-    for name, (shape, colour, accent) in {"disc": ("ellipse", (220, 60, 40), (250, 210, 40)), "square": ("rectangle", (40, 90, 200), (240, 240, 240))}.items():
+    for name, (shape, colour, accent) in {
+        "disc": ("ellipse", (220, 60, 40), (250, 210, 40)),
+        "square": ("rectangle", (40, 90, 200), (240, 240, 240)),
+    }.items():
         image = Image.new("RGB", (64, 64), (235, 235, 225))
         draw = ImageDraw.Draw(image)
         getattr(draw, shape)((12, 12, 52, 52), fill=colour)
@@ -145,4 +225,3 @@ def demo_subjects() -> dict:
             draw.line((offset, 14, offset, 50), fill=accent, width=2)
         subjects[name] = [image]
     return subjects
-

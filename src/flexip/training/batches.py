@@ -43,8 +43,12 @@ class BatchStream:
             if self._iterator is None:
                 self.sampler.set_epoch(self.epoch, start=min(self.position, self.sampler.num_samples))
                 loader = DataLoader(
-                    self.dataset, batch_size=self.batch_size, sampler=self.sampler, collate_fn=self.collate_fn,
-                    num_workers=self.num_workers, drop_last=True,
+                    self.dataset,
+                    batch_size=self.batch_size,
+                    sampler=self.sampler,
+                    collate_fn=self.collate_fn,
+                    num_workers=self.num_workers,
+                    drop_last=True,
                 )
                 self._iterator = iter(loader)
             try:

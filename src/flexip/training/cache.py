@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from flexip.atomic import replace_directory
 from flexip.errors import FlexIPInputError
-from flexip.training.features import Features, FeatureEncoder
+from flexip.training.features import FeatureEncoder, Features
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +107,17 @@ def build_feature_cache(
         shutil.rmtree(temporary)
         raise FlexIPInputError(f"no usable record to cache (skips: {dict(skipped)})")
     index = {
-        "version": CACHE_VERSION, "records": len(modalities), "draws": draws, "entries": writer.entries,
-        "shard_size": shard_size, "shards": writer.names, "dtype": dtype,
+        "version": CACHE_VERSION,
+        "records": len(modalities),
+        "draws": draws,
+        "entries": writer.entries,
+        "shard_size": shard_size,
+        "shards": writer.names,
+        "dtype": dtype,
         "modalities": "".join(m[0] for m in modalities),  # 'i' / 'v' per usable record
-        "signature": signature, "data": data, "skipped": dict(skipped),
+        "signature": signature,
+        "data": data,
+        "skipped": dict(skipped),
     }
     (temporary / INDEX).write_text(json.dumps(index, indent=1), encoding="utf-8")
     replace_directory(temporary, out)
@@ -186,8 +193,11 @@ class CachedFeatureDataset(Dataset):
             )
         changed = [key for key, value in data.items() if self.index["data"].get(key) != value]
         if changed:
-            logger.warning("the feature cache at %s was built with other data settings (%s); it trains on the data as cached",
-                           self.path, ", ".join(changed))
+            logger.warning(
+                "the feature cache at %s was built with other data settings (%s); it trains on the data as cached",
+                self.path,
+                ", ".join(changed),
+            )
 
     def __getitem__(self, key) -> dict:
         slot, epoch = key if isinstance(key, tuple) else (key, 0)
@@ -220,13 +230,22 @@ def collate_features(samples: list[dict]) -> dict:
 
 
 def features_from_cached(batch: dict) -> Features:
-    return Features(batch["latents"], batch["text_embeds"], batch["clip_embeds"], batch["dino_tokens"], list(batch["modality"]), batch["subject_masks"])
+    return Features(
+        batch["latents"], batch["text_embeds"], batch["clip_embeds"], batch["dino_tokens"], list(batch["modality"]), batch["subject_masks"]
+    )
 
 
 def build_cache_for_config(config, progress: bool = True) -> CacheReport:
     """Build the feature cache at `config.cache.path` with the config's models, resolution and data."""
     from flexip.training.components import (
-        cache_signature, check_resolution, data_signature, dino_layer, load_dataset, load_frozen_components, native_resolution, place_components,
+        cache_signature,
+        check_resolution,
+        data_signature,
+        dino_layer,
+        load_dataset,
+        load_frozen_components,
+        native_resolution,
+        place_components,
     )
 
     if config.cache.path is None:
@@ -240,10 +259,23 @@ def build_cache_for_config(config, progress: bool = True) -> CacheReport:
     layer = dino_layer(config.model)
     encoder = FeatureEncoder(components, resolution, layer)
     report = build_feature_cache(
-        encoder, dataset, config.cache.path, signature=cache_signature(config, resolution, layer), data=data_signature(config),
-        draws=config.cache.draws, dtype=config.cache.dtype, shard_size=config.cache.shard_size, batch_size=config.cache.batch_size,
+        encoder,
+        dataset,
+        config.cache.path,
+        signature=cache_signature(config, resolution, layer),
+        data=data_signature(config),
+        draws=config.cache.draws,
+        dtype=config.cache.dtype,
+        shard_size=config.cache.shard_size,
+        batch_size=config.cache.batch_size,
         progress=progress,
     )
-    logger.info("cached %d records × %d draws in %.1f s → %s (left out: %s)", report.records, config.cache.draws, report.seconds,
-                report.path, ", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items())) or "none")
+    logger.info(
+        "cached %d records × %d draws in %.1f s → %s (left out: %s)",
+        report.records,
+        config.cache.draws,
+        report.seconds,
+        report.path,
+        ", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items())) or "none",
+    )
     return report

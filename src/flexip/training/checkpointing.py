@@ -217,6 +217,7 @@ def _fsync_directory(folder: Path) -> None:
 
 # ---- state trees (optimizer, EMA, scaler states) as safetensors + JSON --------------------------
 
+
 def save_state_tree(tree: Any, directory: Path, name: str) -> None:
     """Write a nested structure of dicts / lists / tuples / numbers / strings / tensors as
     `name.json` (the structure) + `name.safetensors` (the tensors)."""

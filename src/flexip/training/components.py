@@ -18,7 +18,6 @@ logger = logging.getLogger(__name__)
 def load_frozen_components(model: ModelConfig) -> dict:
     """vae, text_encoder, tokenizer, unet, scheduler, image_encoder, feature_extractor, dino_encoder,
     dino_processor, in eval mode with requires_grad off (still where and how they were loaded)."""
-    from flexip.loading import load_components
 
     components = load_components(model.base, model.image_encoder, model.dino_encoder)
     for value in components.values():
@@ -81,8 +80,12 @@ def load_dataset(config):
     except FlexIPInputError as error:
         raise FlexIPInputError(f"data.mix {config.data.mix}: {error} (set data.mix, e.g. data.mix.video=0)") from None
     return FlexIPDataset(
-        records, seed=config.runtime.seed, min_gap=config.data.min_gap, max_gap=config.data.max_gap,
-        augment=config.data.reference_augment(), video_augment=config.data.reference_video_augment(),
+        records,
+        seed=config.runtime.seed,
+        min_gap=config.data.min_gap,
+        max_gap=config.data.max_gap,
+        augment=config.data.reference_augment(),
+        video_augment=config.data.reference_video_augment(),
         subject_references=config.data.subject_references,
         variant_masks=config.data.variant_masks,
     )
@@ -92,8 +95,11 @@ def cache_signature(config, resolution: int, dino_layer: int) -> dict:
     """What a feature cache must have been built with to be valid for `config`."""
     model = config.model
     return {
-        "base": model.base, "image_encoder": model.image_encoder, "dino_encoder": model.dino_encoder,
-        "dino_layer": dino_layer, "resolution": resolution,
+        "base": model.base,
+        "image_encoder": model.image_encoder,
+        "dino_encoder": model.dino_encoder,
+        "dino_layer": dino_layer,
+        "resolution": resolution,
     }
 
 
@@ -105,8 +111,13 @@ def data_signature(config) -> dict:
 
     data = config.data
     return {
-        "manifest": str(Path(data.manifest).resolve()), "manifest_sha256": file_sha256(data.manifest), "seed": config.runtime.seed,
-        "min_gap": data.min_gap, "max_gap": data.max_gap, "augment": data.augment, "video_augment": data.video_augment,
+        "manifest": str(Path(data.manifest).resolve()),
+        "manifest_sha256": file_sha256(data.manifest),
+        "seed": config.runtime.seed,
+        "min_gap": data.min_gap,
+        "max_gap": data.max_gap,
+        "augment": data.augment,
+        "video_augment": data.video_augment,
         "subject_references": data.subject_references,
         "variant_masks": data.variant_masks,
     }

@@ -27,8 +27,15 @@ from flexip.training.config_loading import build_config, read_config
 #: FlexIPAdapter constructor arguments a config may set under `model.adapter`; the others (target
 #: layers, widths, encoder ids, version) are read from the frozen models.
 ADAPTER_OVERRIDES = (
-    "num_global_tokens", "num_queries", "preservation_depth", "preservation_width", "preservation_heads",
-    "num_visual_tokens", "personalization_depth", "personalization_heads", "dino_layer",
+    "num_global_tokens",
+    "num_queries",
+    "preservation_depth",
+    "preservation_width",
+    "preservation_heads",
+    "num_visual_tokens",
+    "personalization_depth",
+    "personalization_heads",
+    "dino_layer",
 )
 MODALITIES = ("image", "video")
 
@@ -65,10 +72,14 @@ class ModelConfig:
         for key, value in self.adapter.items():
             _check(isinstance(value, int) and not isinstance(value, bool), f"model.adapter.{key} must be an integer, got {value!r}")
         _check(self.init_adapter is None or not self.adapter, "give model.init_adapter or model.adapter overrides, not both")
-        _check(self.personalization_init in ("copy", "zero"),
-               f"model.personalization_init must be 'copy' or 'zero', got {self.personalization_init!r}")
-        _check(self.init_adapter is None or self.personalization_init == "copy",
-               "model.personalization_init only applies to a fresh adapter, not to model.init_adapter")
+        _check(
+            self.personalization_init in ("copy", "zero"),
+            f"model.personalization_init must be 'copy' or 'zero', got {self.personalization_init!r}",
+        )
+        _check(
+            self.init_adapter is None or self.personalization_init == "copy",
+            "model.personalization_init only applies to a fresh adapter, not to model.init_adapter",
+        )
 
 
 @dataclass
@@ -88,17 +99,20 @@ class DataConfig:
 
     def __post_init__(self):
         _check(bool(self.manifest.strip()), "data.manifest must name a JSONL manifest (see docs/data.md)")
-        _check(self.resolution is None or (self.resolution >= 8 and self.resolution % 8 == 0),
-               f"data.resolution must be a multiple of 8 (≥ 8), got {self.resolution}")
+        _check(
+            self.resolution is None or (self.resolution >= 8 and self.resolution % 8 == 0),
+            f"data.resolution must be a multiple of 8 (≥ 8), got {self.resolution}",
+        )
         if self.mix is not None:
             unknown = sorted(set(self.mix) - set(MODALITIES))
             _check(not unknown, f"data.mix: unknown modality {', '.join(unknown)}; expected image and/or video")
-            _check(all(v >= 0 for v in self.mix.values()) and sum(self.mix.values()) > 0,
-                   f"data.mix weights must be ≥ 0 with a positive sum, got {self.mix}")
+            _check(
+                all(v >= 0 for v in self.mix.values()) and sum(self.mix.values()) > 0,
+                f"data.mix weights must be ≥ 0 with a positive sum, got {self.mix}",
+            )
         _check(self.min_gap >= 1, f"data.min_gap must be ≥ 1, got {self.min_gap}")
         _check(self.max_gap is None or self.max_gap >= self.min_gap, f"data.max_gap must be ≥ data.min_gap, got {self.max_gap}")
-        _check(0.0 <= self.subject_references <= 1.0,
-               f"data.subject_references is a probability in [0, 1], got {self.subject_references}")
+        _check(0.0 <= self.subject_references <= 1.0, f"data.subject_references is a probability in [0, 1], got {self.subject_references}")
         _check(0.0 <= self.variant_masks <= 1.0, f"data.variant_masks is a probability in [0, 1], got {self.variant_masks}")
         _check(self.num_workers >= 0, f"data.num_workers must be ≥ 0, got {self.num_workers}")
         self.reference_augment()
@@ -174,14 +188,20 @@ class OptimConfig:
         _check(self.lr > 0 and math.isfinite(self.lr), f"optim.lr must be > 0, got {self.lr}")
         _check(self.weight_decay >= 0, f"optim.weight_decay must be ≥ 0, got {self.weight_decay}")
         self.betas = tuple(float(b) for b in self.betas)
-        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
+        _check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}",
+        )
         _check(self.warmup_steps >= 0, f"optim.warmup_steps must be ≥ 0, got {self.warmup_steps}")
         _check(self.batch_size >= 1, f"optim.batch_size must be ≥ 1, got {self.batch_size}")
         _check(self.grad_accum >= 1, f"optim.grad_accum must be ≥ 1, got {self.grad_accum}")
         _check(self.max_steps >= 1, f"optim.max_steps must be ≥ 1, got {self.max_steps}")
         _check(self.grad_clip is None or self.grad_clip > 0, f"optim.grad_clip must be > 0 or null, got {self.grad_clip}")
         _check(self.subject_loss_weight >= 0, f"optim.subject_loss_weight must be ≥ 0, got {self.subject_loss_weight}")
-        _check(0 <= self.personalization_lr_scale <= 10, f"optim.personalization_lr_scale must be in [0, 10], got {self.personalization_lr_scale}")
+        _check(
+            0 <= self.personalization_lr_scale <= 10,
+            f"optim.personalization_lr_scale must be in [0, 10], got {self.personalization_lr_scale}",
+        )
 
 
 @dataclass
@@ -220,8 +240,10 @@ class LoggingConfig:
         self.validation_gammas = list(sweep_values(self.validation_gammas, "logging.validation_gammas"))
         _check(self.validation_steps >= 1, f"logging.validation_steps must be ≥ 1, got {self.validation_steps}")
         _check(self.checkpoint_every >= 1, f"logging.checkpoint_every must be ≥ 1, got {self.checkpoint_every}")
-        _check(self.keep_checkpoints is None or self.keep_checkpoints >= 1,
-               f"logging.keep_checkpoints must be ≥ 1 or null, got {self.keep_checkpoints}")
+        _check(
+            self.keep_checkpoints is None or self.keep_checkpoints >= 1,
+            f"logging.keep_checkpoints must be ≥ 1 or null, got {self.keep_checkpoints}",
+        )
 
 
 @dataclass
@@ -269,7 +291,7 @@ class TrainConfig:
         return path
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """A raw mapping (sections of plain values, as read from YAML) → a validated config."""
         return build_config(cls, values)
 

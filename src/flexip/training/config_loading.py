@@ -41,7 +41,9 @@ class _YAMLLoader(yaml.SafeLoader):
 
 
 _YAMLLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"),
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
 )
 
 
@@ -114,6 +116,7 @@ def _default_mapping(schema: type, path: list[str]) -> Mapping[str, Any]:
 
 
 # ---- validation: raw mapping → dataclasses, pydantic's errors → one line naming the key --------------
+
 
 @functools.cache
 def _adapter(schema: type):

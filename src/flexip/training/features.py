@@ -37,7 +37,7 @@ class Features:
     def __len__(self) -> int:
         return self.latents.shape[0]
 
-    def to(self, device=None, dtype=None) -> "Features":
+    def to(self, device=None, dtype=None) -> Features:
         def move(tensor):
             return tensor.to(device=device, dtype=dtype)
 
@@ -46,8 +46,13 @@ class Features:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         masks = self.subject_masks if self.subject_masks is not None else torch.zeros(len(self), 1, *self.latents.shape[2:])
-        return {"latents": self.latents, "text_embeds": self.text_embeds, "clip_embeds": self.clip_embeds, "dino_tokens": self.dino_tokens,
-                "subject_masks": masks}
+        return {
+            "latents": self.latents,
+            "text_embeds": self.text_embeds,
+            "clip_embeds": self.clip_embeds,
+            "dino_tokens": self.dino_tokens,
+            "subject_masks": masks,
+        }
 
 
 class FeatureEncoder:
@@ -59,7 +64,10 @@ class FeatureEncoder:
         self.tokenizer = components["tokenizer"]
         self.resolution = resolution
         self.reference_encoder = ReferenceEncoder(
-            components["image_encoder"], components["feature_extractor"], components["dino_encoder"], components["dino_processor"],
+            components["image_encoder"],
+            components["feature_extractor"],
+            components["dino_encoder"],
+            components["dino_processor"],
             dino_layer=dino_layer,
         )
 

@@ -16,9 +16,7 @@ import torch
 from flexip.errors import FlexIPInputError
 
 
-def sample_gammas(
-    modalities: Sequence[str], ranges: Mapping[str, tuple[float, float]], generator: torch.Generator | None = None
-) -> torch.Tensor:
+def sample_gammas(modalities: Sequence[str], ranges: Mapping[str, tuple[float, float]], generator: torch.Generator | None = None) -> torch.Tensor:
     """γ_i ~ U[low_m, high_m] for sample i of modality m. Returns a CPU float tensor (batch,)."""
     unknown = sorted(set(modalities) - set(ranges))
     if unknown:

@@ -30,8 +30,10 @@ def parameter_groups(adapter: torch.nn.Module, personalization_lr_scale: float =
     named = list(adapter.named_parameters())
     if personalization_lr_scale == 1.0:
         return [{"params": [p for _, p in named]}]
-    return [{"params": [p for n, p in named if not is_personalization_parameter(n)], "lr_scale": 1.0},
-            {"params": [p for n, p in named if is_personalization_parameter(n)], "lr_scale": personalization_lr_scale}]
+    return [
+        {"params": [p for n, p in named if not is_personalization_parameter(n)], "lr_scale": 1.0},
+        {"params": [p for n, p in named if is_personalization_parameter(n)], "lr_scale": personalization_lr_scale},
+    ]
 
 
 def make_accelerator(config: TrainConfig):
@@ -46,7 +48,8 @@ def make_accelerator(config: TrainConfig):
     # a γ range pinned to 0 or 1 switches a branch off for a whole modality: its weights may get no gradient
     pinned = any(low == high and low in (0.0, 1.0) for low, high in config.gate.ranges().values())
     return Accelerator(
-        mixed_precision=runtime.mixed_precision, cpu=runtime.device == "cpu",
+        mixed_precision=runtime.mixed_precision,
+        cpu=runtime.device == "cpu",
         log_with="tensorboard" if config.logging.tensorboard else None,
         project_config=ProjectConfiguration(project_dir=str(config.output_dir), logging_dir=str(config.output_dir / "logs")),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=pinned)],

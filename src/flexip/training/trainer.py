@@ -15,8 +15,8 @@ the weights, optimizer (and EMA) state, the step and the data position: it conti
 from __future__ import annotations
 
 import copy
-import math
 import logging
+import math
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -31,7 +31,14 @@ from flexip.models.adapter import WEIGHTS_NAME
 from flexip.training import checkpointing as ckpt
 from flexip.training.batches import BatchStream, epoch_draws
 from flexip.training.components import (
-    build_adapter, cache_signature, check_resolution, data_signature, load_dataset, load_frozen_components, native_resolution, place_components,
+    build_adapter,
+    cache_signature,
+    check_resolution,
+    data_signature,
+    load_dataset,
+    load_frozen_components,
+    native_resolution,
+    place_components,
 )
 from flexip.training.config import TrainConfig
 from flexip.training.ema import EMA
@@ -80,8 +87,12 @@ class Trainer:
         # 3. batches: encoded on the fly, or read from the feature cache
         self.stream = self._batch_stream(adapter.config.dino_layer)
         # 4. the trainable model and its optimizer (only the adapter's parameters)
-        optimizer = torch.optim.AdamW(parameter_groups(adapter, cfg.optim.personalization_lr_scale), lr=cfg.optim.lr,
-                                      betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
+        optimizer = torch.optim.AdamW(
+            parameter_groups(adapter, cfg.optim.personalization_lr_scale),
+            lr=cfg.optim.lr,
+            betas=cfg.optim.betas,
+            weight_decay=cfg.optim.weight_decay,
+        )
         self.model, self.optimizer = accelerator.prepare(FlexIPTrainingModel(self.components["unet"], adapter), optimizer)
         self.adapter = accelerator.unwrap_model(self.model).adapter
         self.ema = EMA(self.adapter, cfg.runtime.ema_decay) if cfg.runtime.ema_decay else None
@@ -125,7 +136,11 @@ class Trainer:
         else:
             dataset, collate = self.dataset, collate_samples
         sampler = ModalityMixSampler(
-            dataset.records, cfg.data.mix, seed=cfg.runtime.seed, num_replicas=accelerator.num_processes, rank=accelerator.process_index,
+            dataset.records,
+            cfg.data.mix,
+            seed=cfg.runtime.seed,
+            num_replicas=accelerator.num_processes,
+            rank=accelerator.process_index,
             num_samples=epoch_draws(len(dataset), cfg.optim.batch_size, accelerator.num_processes),
         )
         return BatchStream(dataset, sampler, cfg.optim.batch_size, collate, cfg.data.num_workers)
@@ -214,9 +229,16 @@ class Trainer:
         show_bar = accelerator.is_local_main_process and cfg.logging.progress_bar
         bar = tqdm(total=cfg.optim.max_steps, initial=self.step, desc="train", disable=not show_bar)
         with logging_redirect_tqdm(), log_file(self.output_dir / "train.log" if accelerator.is_main_process else None):
-            self._info("training %s → %s: %d parameters train, from step %d to %d, %d process(es) on %s", cfg.model.base,
-                       self.output_dir, sum(p.numel() for p in self.adapter.parameters()), self.step, cfg.optim.max_steps,
-                       accelerator.num_processes, accelerator.device)
+            self._info(
+                "training %s → %s: %d parameters train, from step %d to %d, %d process(es) on %s",
+                cfg.model.base,
+                self.output_dir,
+                sum(p.numel() for p in self.adapter.parameters()),
+                self.step,
+                cfg.optim.max_steps,
+                accelerator.num_processes,
+                accelerator.device,
+            )
             while self.step < cfg.optim.max_steps:
                 loss = self.training_step()
                 result.losses.append(loss)
@@ -238,9 +260,14 @@ class Trainer:
             samples = (self.step - start_step) * cfg.optim.batch_size * cfg.optim.grad_accum * accelerator.num_processes
             result.samples_per_second = samples / elapsed if elapsed > 0 else 0.0
             if accelerator.is_main_process and result.checkpoint is not None:
-                self._release_adapter().save_pretrained(result.adapter_dir)
-            self._info("done: step %d, %.1f samples/s, skipped: %s; adapter: %s", self.step, result.samples_per_second,
-                       format_skips(self.skipped), result.adapter_dir)
+                self.release_adapter().save_pretrained(result.adapter_dir)
+            self._info(
+                "done: step %d, %.1f samples/s, skipped: %s; adapter: %s",
+                self.step,
+                result.samples_per_second,
+                format_skips(self.skipped),
+                result.adapter_dir,
+            )
         accelerator.wait_for_everyone()
         accelerator.end_training()
         result.step, result.skipped, result.loss_curve = self.step, Counter(self.skipped), [list(p) for p in self.loss_curve]
@@ -268,35 +295,12 @@ class Trainer:
 
     def validate(self) -> Path | None:
         """Render the validation grid (main process) with the weights a checkpoint would ship."""
-        from flexip.data.images import save_image
-        from flexip.training.validation import render_validation_grid, validation_cases
+        from flexip.training.validation import validate
 
-        cfg, accelerator, path = self.config.logging, self.accelerator, None
-        if accelerator.is_main_process:
-            if self.validation_cases is None:
-                self.validation_cases = validation_cases(cfg.validation_references, cfg.validation_prompts, self.dataset)
-            training_model = accelerator.unwrap_model(self.model)
-            training_model.detach_adapter()
-            try:
-                with accelerator.autocast():
-                    grid = render_validation_grid(
-                        self.components, self._release_adapter().eval(), self.validation_cases, cfg.validation_gammas,
-                        resolution=self.resolution, num_inference_steps=cfg.validation_steps, guidance_scale=cfg.validation_guidance,
-                        seed=self.config.runtime.seed,
-                    )
-            finally:
-                self.adapter.train()
-                training_model.attach_adapter()
-            path = save_image(grid, self.output_dir / "validation" / f"{ckpt.checkpoint_name(self.step)}.png")
-            if cfg.tensorboard:
-                import numpy as np
-
-                accelerator.get_tracker("tensorboard", unwrap=True).add_image("validation", np.asarray(grid), self.step, dataformats="HWC")
-        accelerator.wait_for_everyone()
-        return path
+        return validate(self)
 
     # ---- checkpoints --------------------------------------------------------------------------------
-    def _release_adapter(self):
+    def release_adapter(self):
         """The adapter as it ships: the EMA weights when EMA is on (a copy), else the trained adapter."""
         if self.ema is None:
             return self.adapter
@@ -310,8 +314,10 @@ class Trainer:
         self._pending_skips.clear()
         bad = [name for name, parameter in self.adapter.named_parameters() if not torch.isfinite(parameter).all()]
         if bad:
-            raise FlexIPError(f"the adapter weights became non-finite at step {self.step} (e.g. {bad[0]}): no checkpoint written; "
-                              "resume from the last one with a lower optim.lr, or bf16 instead of fp16")
+            raise FlexIPError(
+                f"the adapter weights became non-finite at step {self.step} (e.g. {bad[0]}): no checkpoint written; "
+                "resume from the last one with a lower optim.lr, or bf16 instead of fp16"
+            )
         path = None
         if accelerator.is_main_process:
             path = ckpt.write_checkpoint(self.output_dir, self.step, self._write_checkpoint, self.config.logging.keep_checkpoints)
@@ -323,7 +329,7 @@ class Trainer:
 
         from flexip.version import __version__
 
-        self._release_adapter().save_pretrained(folder / "adapter")
+        self.release_adapter().save_pretrained(folder / "adapter")
         self.config.save(folder / "config.yaml")
         state = folder / ckpt.STATE_DIR
         state.mkdir()
@@ -333,10 +339,18 @@ class Trainer:
         ckpt.save_state_tree(self.optimizer.state_dict(), state, "optimizer")
         if self.accelerator.scaler is not None:
             ckpt.save_state_tree(self.accelerator.scaler.state_dict(), state, "grad_scaler")
-        ckpt.save_trainer_state(state, {
-            "step": self.step, "data": self.stream.state_dict(), "num_processes": self.accelerator.num_processes,
-            "skipped": dict(self.skipped), "ema": self.ema is not None, "flexip_version": __version__, "loss_curve": self.loss_curve,
-        })
+        ckpt.save_trainer_state(
+            state,
+            {
+                "step": self.step,
+                "data": self.stream.state_dict(),
+                "num_processes": self.accelerator.num_processes,
+                "skipped": dict(self.skipped),
+                "ema": self.ema is not None,
+                "flexip_version": __version__,
+                "loss_curve": self.loss_curve,
+            },
+        )
 
     def _load_checkpoint(self, checkpoint: Path) -> None:
         from safetensors.torch import load_file
@@ -349,7 +363,8 @@ class Trainer:
         if len(optimizer_state["param_groups"]) != len(self.optimizer.param_groups):
             raise CheckpointError(
                 f"{checkpoint} was trained with {len(optimizer_state['param_groups'])} optimizer group(s), this config makes "
-                f"{len(self.optimizer.param_groups)}: optim.personalization_lr_scale can change between sittings, but not to or from 1")
+                f"{len(self.optimizer.param_groups)}: optim.personalization_lr_scale can change between sittings, but not to or from 1"
+            )
         self.optimizer.load_state_dict(optimizer_state)
         for group, fresh in zip(self.optimizer.param_groups, parameter_groups(self.adapter, self.config.optim.personalization_lr_scale)):
             group["lr_scale"] = fresh.get("lr_scale", 1.0)  # the config's scale, not the checkpoint's (like optim.lr)
@@ -361,8 +376,11 @@ class Trainer:
         if self.accelerator.scaler is not None and (state_dir / "grad_scaler.json").is_file():
             self.accelerator.scaler.load_state_dict(ckpt.load_state_tree(state_dir, "grad_scaler"))
         if state["num_processes"] != self.accelerator.num_processes:
-            self._warning("resuming a %d-process run on %d processes: the data order changes from here on",
-                           state["num_processes"], self.accelerator.num_processes)
+            self._warning(
+                "resuming a %d-process run on %d processes: the data order changes from here on",
+                state["num_processes"],
+                self.accelerator.num_processes,
+            )
         self.stream.load_state_dict(state["data"])
         self.step, self.skipped = int(state["step"]), Counter(state["skipped"])
         self.loss_curve = [pair for pair in state.get("loss_curve", []) if pair[0] <= self.step]

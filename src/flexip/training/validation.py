@@ -7,6 +7,7 @@ render starts from the same seed, so grids of successive steps are directly comp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -26,7 +27,7 @@ def validation_cases(references: list[str], prompts: list[str], dataset=None) ->
     sample of each modality in `dataset` (its own caption unless prompts are given)."""
     images: list[tuple[Image.Image, str | None]] = [(load_image(path), None) for path in references]
     if not images and dataset is not None:
-        for modality, indices in dataset.indices_by_modality.items():
+        for indices in dataset.indices_by_modality.values():
             if indices:
                 sample = dataset[(indices[0], 0)]
                 images.append((sample["reference"], sample["caption"]))
@@ -59,10 +60,52 @@ def render_validation_grid(
     for case in cases:
         generator = torch.Generator(device="cpu").manual_seed(seed)
         result = pipe(
-            case.prompt, reference_images=case.reference, gamma=list(gammas), num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale, generator=generator, height=resolution, width=resolution,
+            case.prompt,
+            reference_images=case.reference,
+            gamma=list(gammas),
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            height=resolution,
+            width=resolution,
         )
         rows.append([case.reference, *result.images])
         row_labels.append(case.prompt[:40])
     labels = ["reference"] + [f"gamma = {g:.2f}" for g in gammas]
     return make_grid(rows, labels, row_labels)
+
+
+def validate(trainer) -> Path | None:
+    """A `Trainer`'s validation grid at its current step, with the weights a checkpoint would ship (main
+    process): saved as OUTPUT_DIR/validation/step-N.png and, with TensorBoard on, logged there."""
+    from flexip.data.images import save_image
+    from flexip.training.checkpointing import checkpoint_name
+
+    cfg, accelerator, path = trainer.config.logging, trainer.accelerator, None
+    if accelerator.is_main_process:
+        if trainer.validation_cases is None:
+            trainer.validation_cases = validation_cases(cfg.validation_references, cfg.validation_prompts, trainer.dataset)
+        training_model = accelerator.unwrap_model(trainer.model)
+        training_model.detach_adapter()
+        try:
+            with accelerator.autocast():
+                grid = render_validation_grid(
+                    trainer.components,
+                    trainer.release_adapter().eval(),
+                    trainer.validation_cases,
+                    cfg.validation_gammas,
+                    resolution=trainer.resolution,
+                    num_inference_steps=cfg.validation_steps,
+                    guidance_scale=cfg.validation_guidance,
+                    seed=trainer.config.runtime.seed,
+                )
+        finally:
+            trainer.adapter.train()
+            training_model.attach_adapter()
+        path = save_image(grid, trainer.output_dir / "validation" / f"{checkpoint_name(trainer.step)}.png")
+        if cfg.tensorboard:
+            import numpy as np
+
+            accelerator.get_tracker("tensorboard", unwrap=True).add_image("validation", np.asarray(grid), trainer.step, dataformats="HWC")
+    accelerator.wait_for_everyone()
+    return path

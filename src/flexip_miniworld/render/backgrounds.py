@@ -52,8 +52,19 @@ FABRIC = {
 SCENERY: dict[str | None, tuple] = {
     None: (),
     "snow": (
-        (scenery.pines, dict(count=(3, 6), height=(0.12, 0.22), base=0.58, half_width=0.35, colour=(0.22, 0.4, 0.34),
-                             cap_half_width=0.12, cap_base=0.7, cap_colour=WHITE)),
+        (
+            scenery.pines,
+            dict(
+                count=(3, 6),
+                height=(0.12, 0.22),
+                base=0.58,
+                half_width=0.35,
+                colour=(0.22, 0.4, 0.34),
+                cap_half_width=0.12,
+                cap_base=0.7,
+                cap_colour=WHITE,
+            ),
+        ),
         (scenery.ground, dict(level=0.58, amplitude=0.03, colour=(0.97, 0.98, 1.0))),
         (scenery.drifts, dict(count=4, y=(0.7, 0.95), half_size=(0.2, 0.02), colour=(0.85, 0.9, 0.97))),
         (scenery.dots, dict(count=45, y=(0.0, 1.0), radius=(0.006, 0.012), colour=WHITE)),
@@ -83,23 +94,47 @@ SCENERY: dict[str | None, tuple] = {
         (scenery.dots, dict(count=20, y=(0.58, 1.0), radius=(0.006, 0.01), colour=(1.0, 0.95, 0.3))),
     ),
     "city": (
-        (scenery.buildings, dict(
-            start=(0.0, 0.1), width=(0.12, 0.24), top=(0.1, 0.45), grey=(0.32, 0.58), blue=0.04, gap=0.01, street=0.76,
-            windows=dict(below_roof=0.04, lowest=0.7, row_pitch=0.07, inset=0.03, margin=0.05, column_pitch=0.06,
-                         size=(0.025, 0.035), lit=0.6, lit_colour=(0.96, 0.86, 0.4), dark_colour=(0.2, 0.22, 0.28)),
-        )),
+        (
+            scenery.buildings,
+            dict(
+                start=(0.0, 0.1),
+                width=(0.12, 0.24),
+                top=(0.1, 0.45),
+                grey=(0.32, 0.58),
+                blue=0.04,
+                gap=0.01,
+                street=0.76,
+                windows=dict(
+                    below_roof=0.04,
+                    lowest=0.7,
+                    row_pitch=0.07,
+                    inset=0.03,
+                    margin=0.05,
+                    column_pitch=0.06,
+                    size=(0.025, 0.035),
+                    lit=0.6,
+                    lit_colour=(0.96, 0.86, 0.4),
+                    dark_colour=(0.2, 0.22, 0.28),
+                ),
+            ),
+        ),
         (scenery.band, dict(top=0.76, bottom=1.0, colour=(0.27, 0.27, 0.3))),
         (scenery.lane_marks, dict(pitch=0.16, length=0.08, top=0.87, bottom=0.885, colour=(0.95, 0.95, 0.9))),
     ),
     "table": (
-        (scenery.picture, dict(x=(0.1, 1.2), parts=(((0.0, 0.1, 0.2, 0.35), (0.45, 0.3, 0.2)), ((0.02, 0.12, 0.18, 0.33), (0.5, 0.7, 0.85))))),
+        (
+            scenery.picture,
+            dict(x=(0.1, 1.2), parts=(((0.0, 0.1, 0.2, 0.35), (0.45, 0.3, 0.2)), ((0.02, 0.12, 0.18, 0.33), (0.5, 0.7, 0.85)))),
+        ),
         (scenery.band, dict(top=0.62, bottom=1.0, colour=(0.62, 0.4, 0.2))),
         (scenery.grain, dict(count=9, y=(0.66, 1.0), tilt=(-0.03, 0.03), width=90, colour=(0.5, 0.31, 0.14))),
         (scenery.band, dict(top=0.615, bottom=0.64, colour=(0.74, 0.52, 0.29))),
     ),
     "underwater": (
-        (scenery.weeds, dict(count=(4, 8), phase=(0.0, 6.3), height=(0.3, 0.6), sway=0.03, wiggle=9, points=12, width=30,
-                             colour=(0.1, 0.52, 0.28))),
+        (
+            scenery.weeds,
+            dict(count=(4, 8), phase=(0.0, 6.3), height=(0.3, 0.6), sway=0.03, wiggle=9, points=12, width=30, colour=(0.1, 0.52, 0.28)),
+        ),
         (scenery.ground, dict(level=0.88, amplitude=0.02, colour=(0.76, 0.7, 0.5))),
         (scenery.dots, dict(count=18, y=(0.0, 0.85), radius=(0.01, 0.025), colour=(0.85, 0.95, 1.0), ring=100)),
     ),
@@ -107,11 +142,20 @@ SCENERY: dict[str | None, tuple] = {
         (scenery.disc, dict(x=(0.1, 1.4), half_width=0.1, top=0.06, bottom=0.26, colour=(1.0, 0.96, 0.75))),
         (scenery.ground, dict(level=0.55, amplitude=0.05, colour=(0.88, 0.64, 0.36))),
         (scenery.ground, dict(level=0.68, amplitude=0.04, colour=(0.93, 0.74, 0.44))),
-        (scenery.cacti, dict(count=(1, 3), height=(0.2, 0.3), width=0.035, colour=(0.24, 0.55, 0.25), parts=(
-            ((-1, 1), (0.66, 1.0), (0.7, 0.0)),  # trunk
-            ((-3, -1), (0.66, 0.6), (0.66, 0.5)),  # arm
-            ((-3, -2), (0.66, 0.85), (0.66, 0.5)),  # its upright end
-        ))),
+        (
+            scenery.cacti,
+            dict(
+                count=(1, 3),
+                height=(0.2, 0.3),
+                width=0.035,
+                colour=(0.24, 0.55, 0.25),
+                parts=(
+                    ((-1, 1), (0.66, 1.0), (0.7, 0.0)),  # trunk
+                    ((-3, -1), (0.66, 0.6), (0.66, 0.5)),  # arm
+                    ((-3, -2), (0.66, 0.85), (0.66, 0.5)),  # its upright end
+                ),
+            ),
+        ),
     ),
     "fabric": (),
 }
@@ -125,8 +169,17 @@ def _vertical_gradient(height: int, width: int, top: Colour, bottom: Colour) -> 
 
 
 def _fabric(
-    rng, height: int, width: int, colour: Colour, angle, frequency, phase, cross_weight: float, cross_frequency: float,
-    cross_angle: float, depth: float,
+    rng,
+    height: int,
+    width: int,
+    colour: Colour,
+    angle,
+    frequency,
+    phase,
+    cross_weight: float,
+    cross_frequency: float,
+    cross_angle: float,
+    depth: float,
 ) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) / height
     a = rng.uniform(*angle)

@@ -137,7 +137,10 @@ def _mushroom(identity: Identity, sp: Sprite, o: Outline) -> tuple[list, list]:
     stem_bottom = cut + base + gain * identity.features[feature]  # added to the cut term by term, as the renders were made
     back = [("rect", (-sw, cut - 0.3, sw, stem_bottom), identity.accent), ("ell", (0.0, stem_bottom, sw, 0.12), identity.accent)]
     for su in (-0.45 * sw, 0.45 * sw):  # the eyes sit on the stem, under the cap
-        back += [("ell", (su, cut + 0.22, es * 0.8, es * 0.8), WHITE), ("ell", (su + gaze * 0.3 * es, cut + 0.22, es * 0.45, es * 0.45), BLACK)]
+        back += [
+            ("ell", (su, cut + 0.22, es * 0.8, es * 0.8), WHITE),
+            ("ell", (su + gaze * 0.3 * es, cut + 0.22, es * 0.45, es * 0.45), BLACK),
+        ]
     return back, []
 
 

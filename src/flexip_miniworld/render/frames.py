@@ -89,9 +89,7 @@ def downsample(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(hi.resize((size, size), Image.Resampling.LANCZOS))
 
 
-def render(
-    identity: Identity, text: SceneText = SceneText(), pose: Pose = Pose(), size: int = 32, supersample: int = SUPERSAMPLE
-) -> np.ndarray:
+def render(identity: Identity, text: SceneText = SceneText(), pose: Pose = Pose(), size: int = 32, supersample: int = SUPERSAMPLE) -> np.ndarray:
     """Render one frame: uint8 array size × size × 3."""
     return downsample(render_hires(identity, text, pose, size, supersample), size)
 

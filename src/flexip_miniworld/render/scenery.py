@@ -29,10 +29,7 @@ def ground(draw: Draw, rng, W: int, H: int, level: float, amplitude: float, colo
     """Fill everything below a gently waving horizon at `level` (fraction of height)."""
     k = rng.uniform(*GROUND_WAVES)
     phase = rng.uniform(0, 2 * math.pi)
-    points = [
-        (x, H * (level + amplitude * math.sin(k * 2 * math.pi * x / H / BG_WIDTH + phase)))
-        for x in np.linspace(0, W, GROUND_POINTS)
-    ]
+    points = [(x, H * (level + amplitude * math.sin(k * 2 * math.pi * x / H / BG_WIDTH + phase))) for x in np.linspace(0, W, GROUND_POINTS)]
     draw.polygon(points + [(W, H), (0, H)], fill=to_uint8(colour))
 
 
@@ -68,8 +65,18 @@ def band(draw: Draw, rng, W: int, H: int, top: float, bottom: float, colour: Col
 
 
 def pines(
-    draw: Draw, rng, W: int, H: int, count: tuple[int, int], height: Range, base: float, half_width: float, colour: Colour,
-    cap_half_width: float, cap_base: float, cap_colour: Colour,
+    draw: Draw,
+    rng,
+    W: int,
+    H: int,
+    count: tuple[int, int],
+    height: Range,
+    base: float,
+    half_width: float,
+    colour: Colour,
+    cap_half_width: float,
+    cap_base: float,
+    cap_colour: Colour,
 ) -> None:
     """Triangular trees standing on `base`, with a cap of `cap_colour` from `cap_base` of their height up."""
     for _ in range(int(rng.integers(*count))):
@@ -119,7 +126,17 @@ def blades(draw: Draw, rng, W: int, H: int, count: int, y: Range, half_width: fl
 
 
 def buildings(
-    draw: Draw, rng, W: int, H: int, start: Range, width: Range, top: Range, grey: Range, blue: float, gap: float, street: float,
+    draw: Draw,
+    rng,
+    W: int,
+    H: int,
+    start: Range,
+    width: Range,
+    top: Range,
+    grey: Range,
+    blue: float,
+    gap: float,
+    street: float,
     windows: dict,
 ) -> None:
     """A row of grey blocks from a random start to the right edge, each with a grid of lit or dark windows."""
@@ -134,8 +151,22 @@ def buildings(
 
 
 def _windows(
-    draw: Draw, rng, H: int, x: float, w: float, roof: float, below_roof: float, lowest: float, row_pitch: float, inset: float,
-    margin: float, column_pitch: float, size: tuple[float, float], lit: float, lit_colour: Colour, dark_colour: Colour,
+    draw: Draw,
+    rng,
+    H: int,
+    x: float,
+    w: float,
+    roof: float,
+    below_roof: float,
+    lowest: float,
+    row_pitch: float,
+    inset: float,
+    margin: float,
+    column_pitch: float,
+    size: tuple[float, float],
+    lit: float,
+    lit_colour: Colour,
+    dark_colour: Colour,
 ) -> None:
     for wy in np.arange(roof + below_roof * H, lowest * H, row_pitch * H):
         for wx in np.arange(x + inset * H, x + w - margin * H, column_pitch * H):
@@ -164,8 +195,18 @@ def grain(draw: Draw, rng, W: int, H: int, count: int, y: Range, tilt: Range, wi
 
 
 def weeds(
-    draw: Draw, rng, W: int, H: int, count: tuple[int, int], phase: Range, height: Range, sway: float, wiggle: int, points: int,
-    width: int, colour: Colour,
+    draw: Draw,
+    rng,
+    W: int,
+    H: int,
+    count: tuple[int, int],
+    phase: Range,
+    height: Range,
+    sway: float,
+    wiggle: int,
+    points: int,
+    width: int,
+    colour: Colour,
 ) -> None:
     """Swaying lines growing from the bottom edge (seaweed), `height // width` pixels (at least 2) wide."""
     for _ in range(int(rng.integers(*count))):

@@ -20,9 +20,7 @@ SHEET_EXTRAS: tuple[tuple[str, SceneText], ...] = (
 )
 
 
-def contact_sheet(
-    identities, columns: list[tuple[str, SceneText]], size: int = 32, zoom: int = 4, supersample: int = SUPERSAMPLE
-) -> Image.Image:
+def contact_sheet(identities, columns: list[tuple[str, SceneText]], size: int = 32, zoom: int = 4, supersample: int = SUPERSAMPLE) -> Image.Image:
     """A grid of renders: one row per identity, one column per (label, scene); each render is shown at
     its true resolution, enlarged `zoom`× with nearest-neighbour so pixels stay visible."""
     from PIL import ImageFont

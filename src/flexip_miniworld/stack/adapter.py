@@ -31,10 +31,14 @@ def overrides(work: Path, max_steps: int, device: str, extra: tuple = ()) -> lis
     """The `section.key=value` overrides the stage applies to the shipped config."""
     work = Path(work)
     return [
-        f"model.base={work / 'base'}", f"model.image_encoder={work / 'clip' / 'image_encoder'}",
-        f"model.dino_encoder={work / 'dino' / 'model'}", f"data.manifest={work / 'data' / 'manifest_masked.jsonl'}",
-        f"logging.output_dir={work / 'adapter' / 'run'}", f"optim.max_steps={max_steps}",
-        f"runtime.device={'cuda' if device.startswith('cuda') else 'cpu'}", *extra,
+        f"model.base={work / 'base'}",
+        f"model.image_encoder={work / 'clip' / 'image_encoder'}",
+        f"model.dino_encoder={work / 'dino' / 'model'}",
+        f"data.manifest={work / 'data' / 'manifest_masked.jsonl'}",
+        f"logging.output_dir={work / 'adapter' / 'run'}",
+        f"optim.max_steps={max_steps}",
+        f"runtime.device={'cuda' if device.startswith('cuda') else 'cpu'}",
+        *extra,
     ]
 
 
@@ -65,7 +69,11 @@ def train_adapter(work: Path, workdir: Path, budget: Budget, device: str, resume
         log(f"[adapter] time budget used up; finished at step {result.step}")
     curve = [[int(step), float(loss)] for step, loss in result.loss_curve]
     return {
-        "output": portable_path(result.adapter_dir), "command": printable, "seed": config.runtime.seed,
-        "steps": result.step, "final_loss": curve[-1][1] if curve else None, "losses": curve,
+        "output": portable_path(result.adapter_dir),
+        "command": printable,
+        "seed": config.runtime.seed,
+        "steps": result.step,
+        "final_loss": curve[-1][1] if curve else None,
+        "losses": curve,
         "seconds": round(time.perf_counter() - started, 1),
     }

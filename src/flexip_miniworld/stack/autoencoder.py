@@ -40,9 +40,16 @@ def build_autoencoder(config: AutoencoderConfig, size: int):
     torch.manual_seed(config.seed)
     n = len(config.channels)
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=config.latent_channels, block_out_channels=tuple(config.channels),
-        layers_per_block=config.layers_per_block, down_block_types=("DownEncoderBlock2D",) * n,
-        up_block_types=("UpDecoderBlock2D",) * n, norm_num_groups=8, sample_size=size, mid_block_add_attention=False,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=config.latent_channels,
+        block_out_channels=tuple(config.channels),
+        layers_per_block=config.layers_per_block,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        norm_num_groups=8,
+        sample_size=size,
+        mid_block_add_attention=False,
     )
 
 
@@ -114,8 +121,17 @@ def train_decoder(data_dir: Path, work: Path, workdir: Path, config: DecoderConf
     vae.eval()
     vae.decoder.train()
     optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=0.0)
-    loop = Loop("decoder", workdir, {"decoder": vae.decoder, "post_quant_conv": vae.post_quant_conv}, optimizer, config.seed,
-                budget, config.lr, config.warmup, log=log)
+    loop = Loop(
+        "decoder",
+        workdir,
+        {"decoder": vae.decoder, "post_quant_conv": vae.post_quant_conv},
+        optimizer,
+        config.seed,
+        budget,
+        config.lr,
+        config.warmup,
+        log=log,
+    )
 
     def step(index: int, generator: torch.Generator) -> float:
         x = _flipped_batch(images, config.batch_size, generator, device)

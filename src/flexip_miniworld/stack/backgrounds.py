@@ -45,8 +45,9 @@ def load_subject_masks(data_dir: Path, cache_dir: Path) -> torch.Tensor:
     masks = np.empty((len(paths), 1, config.size, config.size), np.uint8)
     for n, path in enumerate(paths):
         item = image_item(config, int(Path(path).stem))
-        image, coverage = render_with_mask(make_identity("train", item.subject_index, config.seed), item.text, item.pose,
-                                           config.size, config.supersample)
+        image, coverage = render_with_mask(
+            make_identity("train", item.subject_index, config.seed), item.text, item.pose, config.size, config.supersample
+        )
         if n < 8:  # the spec must still render the stored image (same renderer version)
             from PIL import Image
 

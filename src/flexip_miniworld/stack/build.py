@@ -32,9 +32,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from flexip.errors import FlexIPInputError
-from flexip.devices import resolve_device
 from flexip.atomic import write_json
+from flexip.devices import resolve_device
+from flexip.errors import FlexIPInputError
 from flexip_miniworld.stack.common import data_hash, folder_hashes
 from flexip_miniworld.stack.loop import Budget
 
@@ -84,8 +84,13 @@ class BuildSettings:
 
     def budget(self, stage: str) -> Budget:
         minutes, steps = self.budgets[stage]
-        return Budget(max_steps=max(1, int(round(steps * self.budget_scale))), max_seconds=minutes * 60 * self.budget_scale,
-                      checkpoint_seconds=120.0, checkpoint_steps=self.checkpoint_steps, log_every=self.log_every)
+        return Budget(
+            max_steps=max(1, int(round(steps * self.budget_scale))),
+            max_seconds=minutes * 60 * self.budget_scale,
+            checkpoint_seconds=120.0,
+            checkpoint_steps=self.checkpoint_steps,
+            log_every=self.log_every,
+        )
 
 
 def _log_to(path: Path):
@@ -94,6 +99,7 @@ def _log_to(path: Path):
         print(line, flush=True)
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
+
     return log
 
 

@@ -45,26 +45,52 @@ class ClipConfig:
 
 CLIP_CONFIGS = {
     "clip": ClipConfig(),
-    "eval_clip": ClipConfig(text_hidden=48, text_layers=2, vision_hidden=64, vision_layers=3, patch_size=8, heads=4,
-                            projection_dim=48, lr=1.5e-3, max_shift=3, seed=1020),
+    "eval_clip": ClipConfig(
+        text_hidden=48,
+        text_layers=2,
+        vision_hidden=64,
+        vision_layers=3,
+        patch_size=8,
+        heads=4,
+        projection_dim=48,
+        lr=1.5e-3,
+        max_shift=3,
+        seed=1020,
+    ),
 }
 
 
 def image_processor(size: int):
     from transformers import CLIPImageProcessorPil
 
-    return CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size}, image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+    return CLIPImageProcessorPil(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}, image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD)
+    )
 
 
 def build_clip(config: ClipConfig, vocab_size: int, bos: int, eos: int, size: int):
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(config.seed)
-    text = dict(vocab_size=vocab_size, hidden_size=config.text_hidden, intermediate_size=2 * config.text_hidden,
-                num_hidden_layers=config.text_layers, num_attention_heads=config.heads, max_position_embeddings=77,
-                bos_token_id=bos, eos_token_id=eos, pad_token_id=eos)
-    vision = dict(hidden_size=config.vision_hidden, intermediate_size=2 * config.vision_hidden, num_hidden_layers=config.vision_layers,
-                  num_attention_heads=config.heads, image_size=size, patch_size=config.patch_size)
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=config.text_hidden,
+        intermediate_size=2 * config.text_hidden,
+        num_hidden_layers=config.text_layers,
+        num_attention_heads=config.heads,
+        max_position_embeddings=77,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    vision = dict(
+        hidden_size=config.vision_hidden,
+        intermediate_size=2 * config.vision_hidden,
+        num_hidden_layers=config.vision_layers,
+        num_attention_heads=config.heads,
+        image_size=size,
+        patch_size=config.patch_size,
+    )
     return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=config.projection_dim))
 
 
@@ -133,4 +159,8 @@ def save_clip(model, tokenizer, size: int, workdir: Path, log=print) -> dict:
     vision.save_pretrained(workdir / "image_encoder")
     processor.save_pretrained(workdir / "image_encoder")
     log(f"[{workdir.name}] saved model/, text_encoder/, image_encoder/ under {workdir}")
-    return {"output": str(workdir / "model"), "text_encoder": str(workdir / "text_encoder"), "image_encoder": str(workdir / "image_encoder")}
+    return {
+        "output": str(workdir / "model"),
+        "text_encoder": str(workdir / "text_encoder"),
+        "image_encoder": str(workdir / "image_encoder"),
+    }

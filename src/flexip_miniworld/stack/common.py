@@ -67,6 +67,7 @@ def data_hash(data_dir: Path) -> str:
 
 # ---- training data --------------------------------------------------------------------------------
 
+
 def load_training_images(data_dir: Path, cache_dir: Path, limit: int | None = None) -> tuple[torch.Tensor, list[str]]:
     """(uint8 images [N, 3, H, W], captions) of the manifest's image rows, cached as one .npz."""
     from PIL import Image

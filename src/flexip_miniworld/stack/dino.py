@@ -58,9 +58,22 @@ class DinoConfig:
 
 DINO_CONFIGS = {
     "dino": DinoConfig(background_swap=0.8),
-    "eval_dino": DinoConfig(hidden=64, layers=3, heads=4, patch_size=8, prototypes=256, head_hidden=192, local_crops=2,
-                            local_size=16, global_scale=(0.5, 1.0), lr=1.5e-3, batch_size=48, frame_pairs=True,
-                            background_swap=0.7, seed=1030),
+    "eval_dino": DinoConfig(
+        hidden=64,
+        layers=3,
+        heads=4,
+        patch_size=8,
+        prototypes=256,
+        head_hidden=192,
+        local_crops=2,
+        local_size=16,
+        global_scale=(0.5, 1.0),
+        lr=1.5e-3,
+        batch_size=48,
+        frame_pairs=True,
+        background_swap=0.7,
+        seed=1030,
+    ),
 }
 
 
@@ -77,16 +90,29 @@ class DinoHead(torch.nn.Module):
 def image_processor(size: int):
     from transformers import BitImageProcessorPil
 
-    return BitImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size}, do_convert_rgb=True,
-                                image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD))
+    return BitImageProcessorPil(
+        size={"shortest_edge": size},
+        crop_size={"height": size, "width": size},
+        do_convert_rgb=True,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+    )
 
 
 def build_dino(config: DinoConfig, size: int):
     from transformers import Dinov2Config, Dinov2Model
 
     torch.manual_seed(config.seed)
-    return Dinov2Model(Dinov2Config(hidden_size=config.hidden, num_hidden_layers=config.layers, num_attention_heads=config.heads,
-                                    mlp_ratio=config.mlp_ratio, image_size=size, patch_size=config.patch_size))
+    return Dinov2Model(
+        Dinov2Config(
+            hidden_size=config.hidden,
+            num_hidden_layers=config.layers,
+            num_attention_heads=config.heads,
+            mlp_ratio=config.mlp_ratio,
+            image_size=size,
+            patch_size=config.patch_size,
+        )
+    )
 
 
 def random_resized_crops(x: torch.Tensor, size: int, scale: tuple, generator: torch.Generator) -> torch.Tensor:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -131,5 +131,11 @@ class Loop:
 
 def stage_summary(loop: Loop, **extra) -> dict:
     """What a stage reports to the build manifest."""
-    return {"steps": loop.step, "seconds": round(loop.elapsed, 1), "final_loss": loop.final_loss(), "seed": loop.seed,
-            "losses": [[s, round(v, 5)] for s, v in loop.losses], **extra}
+    return {
+        "steps": loop.step,
+        "seconds": round(loop.elapsed, 1),
+        "final_loss": loop.final_loss(),
+        "seed": loop.seed,
+        "losses": [[s, round(v, 5)] for s, v in loop.losses],
+        **extra,
+    }

@@ -45,14 +45,14 @@ def plot_losses(manifest: dict, out_png: Path) -> Path:
 def reconstructions(work: Path, out_png: Path, count: int = 12) -> Path:
     """Held-out target renders (top), their reconstructions by the first autoencoder and, once the
     `decoder` stage has run, by the same encoder with the fine-tuned decoder (the shipped one)."""
-    from diffusers import AutoencoderKL
     import numpy as np
+    from diffusers import AutoencoderKL
 
     from flexip.visualization import make_grid
 
     data = Path(work) / "data"
     rows = load_jsonl(data / "heldout.jsonl")
-    images = [Image.open(data / row["targets"][k]).convert("RGB") for row in rows[:count // 2] for k in (0, 6)]
+    images = [Image.open(data / row["targets"][k]).convert("RGB") for row in rows[: count // 2] for k in (0, 6)]
     x = torch.from_numpy(np.stack([np.asarray(i) for i in images])).permute(0, 3, 1, 2).float() / 127.5 - 1
     rows, labels = [images], ["held-out render"]
     for stage, label in (("autoencoder", "autoencoder"), ("decoder", "fine-tuned decoder")):
@@ -75,8 +75,14 @@ def base_samples(work: Path, out_png: Path, steps: int = 20, guidance: float = 3
 
     pipe = StableDiffusionPipeline.from_pretrained(Path(work) / "base", safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
-    prompts = ["a blob in the snow", "a bot on the beach", "a red bird on the grass", "a fish underwater",
-               "a spotted bug in the desert", "a mushroom in the forest, grayscale"]
+    prompts = [
+        "a blob in the snow",
+        "a bot on the beach",
+        "a red bird on the grass",
+        "a fish underwater",
+        "a spotted bug in the desert",
+        "a mushroom in the forest, grayscale",
+    ]
     rows = []
     for prompt in prompts:
         rows.append(pipe([prompt] * 6, num_inference_steps=steps, guidance_scale=guidance, generator=torch.Generator().manual_seed(0)).images)

@@ -19,8 +19,8 @@ import json
 import shutil
 from pathlib import Path
 
-from flexip.paths import portable_path
 from flexip.atomic import atomic_directory, write_json
+from flexip.paths import portable_path
 from flexip_miniworld.stack.common import derived_output, folder_hashes
 
 SIZE_LIMIT_BYTES = 50 * 1024 * 1024
@@ -46,7 +46,9 @@ def assemble_base(work: Path, out: Path | None = None) -> Path:
         tokenizer=load_tokenizer(work / "tokenizer"),
         unet=UNet2DConditionModel.from_pretrained(unet_dir / "model"),
         scheduler=DDIMScheduler.from_pretrained(unet_dir / "scheduler"),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     with atomic_directory(out) as temporary:
         pipe.save_pretrained(temporary, safe_serialization=True)
@@ -59,9 +61,16 @@ def _copy(source: Path, target: Path) -> None:
 
 #: `flexip demo` on the miniworld: held-out identities (never trained on), prompts and settings; shipped in the
 #: preset as data (demo.json + the references as PNGs), so that flexip renders the demo without this package.
-DEMO = {"subjects": (2, 8), "prompts": ("a {noun} on the beach", "a {noun} in the snow", "a red {noun} at night"), "steps": 12, "guidance": 3.0}
-DEMO_NOTE = ("preset miniworld: a 32×32 stack trained from scratch by `flexip miniworld build`; references are held-out "
-             "identities the adapter never saw (see docs/miniworld.md).")
+DEMO = {
+    "subjects": (2, 8),
+    "prompts": ("a {noun} on the beach", "a {noun} in the snow", "a red {noun} at night"),
+    "steps": 12,
+    "guidance": 3.0,
+}
+DEMO_NOTE = (
+    "preset miniworld: a 32×32 stack trained from scratch by `flexip miniworld build`; references are held-out "
+    "identities the adapter never saw (see docs/miniworld.md)."
+)
 
 
 def write_demo(folder: Path, world_seed: int = 0) -> None:
@@ -81,11 +90,18 @@ def write_demo(folder: Path, world_seed: int = 0) -> None:
         render_image(identity).save(Path(folder) / file)
         subjects[name] = [file]
     prompts = [prompt.format(noun=nouns[0] if len(nouns) == 1 else "{noun}") for prompt in DEMO["prompts"]]
-    write_json(Path(folder) / "demo.json", {
-        "subjects": subjects, "prompts": prompts, "steps": DEMO["steps"], "guidance": DEMO["guidance"], "note": DEMO_NOTE,
-        "made_by": f"held-out identities {' and '.join(map(str, DEMO['subjects']))} of the miniworld (world seed {world_seed}), "
-                   "rendered on the plain backdrop by flexip_miniworld.render.render_image",
-    })
+    write_json(
+        Path(folder) / "demo.json",
+        {
+            "subjects": subjects,
+            "prompts": prompts,
+            "steps": DEMO["steps"],
+            "guidance": DEMO["guidance"],
+            "note": DEMO_NOTE,
+            "made_by": f"held-out identities {' and '.join(map(str, DEMO['subjects']))} of the miniworld (world seed {world_seed}), "
+            "rendered on the plain backdrop by flexip_miniworld.render.render_image",
+        },
+    )
 
 
 def ship(work: Path, preset_dir: Path, log=print) -> dict:
@@ -106,11 +122,18 @@ def ship(work: Path, preset_dir: Path, log=print) -> dict:
         if size > SIZE_LIMIT_BYTES:
             raise RuntimeError(f"the preset is {size / 2**20:.1f} MiB; the limit is {SIZE_LIMIT_BYTES / 2**20:.0f} MiB")
         stages = {name: {k: v for k, v in record.items() if k != "losses"} for name, record in build_manifest.get("stages", {}).items()}
-        write_json(staging / "manifest.json", {
-            "name": "miniworld",
-            "description": "A miniature FlexIP stack trained from scratch on the procedural miniworld (flexip miniworld build).",
-            "resolution": 32, "total_bytes": size, "settings": build_manifest.get("settings"), "stages": stages, "files_sha256": files,
-        })
+        write_json(
+            staging / "manifest.json",
+            {
+                "name": "miniworld",
+                "description": "A miniature FlexIP stack trained from scratch on the procedural miniworld (flexip miniworld build).",
+                "resolution": 32,
+                "total_bytes": size,
+                "settings": build_manifest.get("settings"),
+                "stages": stages,
+                "files_sha256": files,
+            },
+        )
     log(f"[ship] {len(files)} files, {size / 2**20:.2f} MiB → {preset_dir}")
     return {"output": portable_path(preset_dir), "total_bytes": size, "files": len(files)}
 

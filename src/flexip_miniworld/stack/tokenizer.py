@@ -68,8 +68,13 @@ def load_tokenizer(folder: Path):
     from transformers import CLIPTokenizer
 
     return CLIPTokenizer(
-        str(Path(folder) / "vocab.json"), str(Path(folder) / "merges.txt"), model_max_length=77,
-        bos_token=SPECIAL[0], eos_token=SPECIAL[1], pad_token=SPECIAL[1], unk_token=SPECIAL[1],
+        str(Path(folder) / "vocab.json"),
+        str(Path(folder) / "merges.txt"),
+        model_max_length=77,
+        bos_token=SPECIAL[0],
+        eos_token=SPECIAL[1],
+        pad_token=SPECIAL[1],
+        unk_token=SPECIAL[1],
     )
 
 

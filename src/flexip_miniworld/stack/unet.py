@@ -28,10 +28,9 @@ import torch
 
 from flexip.atomic import atomic_path
 from flexip.training.ema import EMA
+from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target
 from flexip_miniworld.stack.common import bind_parent, load_training_images, optimizer_step, to_unit
 from flexip_miniworld.stack.loop import Budget, Loop, stage_summary
-from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target
-
 
 GROWN_BLOCKS = ("CrossAttnDownBlock2D",) * 3
 
@@ -52,8 +51,16 @@ class UNetConfig:
 def make_scheduler():
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
-                         rescale_betas_zero_snr=True, timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=True, steps_offset=1)
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
+        clip_sample=False,
+        set_alpha_to_one=True,
+        steps_offset=1,
+    )
 
 
 def build_unet(config: UNetConfig, latent_channels: int, latent_size: int, cross_dim: int):
@@ -62,9 +69,16 @@ def build_unet(config: UNetConfig, latent_channels: int, latent_size: int, cross
     torch.manual_seed(config.seed)
     up_blocks = tuple(name.replace("Down", "Up") for name in reversed(config.down_blocks))
     return UNet2DConditionModel(
-        sample_size=latent_size, in_channels=latent_channels, out_channels=latent_channels, layers_per_block=1,
-        block_out_channels=tuple(config.channels), down_block_types=tuple(config.down_blocks), up_block_types=up_blocks,
-        cross_attention_dim=cross_dim, attention_head_dim=config.head_dim, norm_num_groups=16,
+        sample_size=latent_size,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        layers_per_block=1,
+        block_out_channels=tuple(config.channels),
+        down_block_types=tuple(config.down_blocks),
+        up_block_types=up_blocks,
+        cross_attention_dim=cross_dim,
+        attention_head_dim=config.head_dim,
+        norm_num_groups=16,
     )
 
 
@@ -83,8 +97,9 @@ def grow_unet(trained_dir: Path, down_blocks: tuple = GROWN_BLOCKS, head_channel
     heads = [h if old == new else max(1, c // head_channels) for h, old, new, c in zip(heads, old_blocks, down_blocks, channels)]
     up_blocks = tuple(name.replace("Down", "Up") for name in reversed(down_blocks))
     torch.manual_seed(seed)
-    grown = UNet2DConditionModel.from_config({**config, "down_block_types": tuple(down_blocks), "up_block_types": up_blocks,
-                                              "attention_head_dim": tuple(heads)})
+    grown = UNet2DConditionModel.from_config(
+        {**config, "down_block_types": tuple(down_blocks), "up_block_types": up_blocks, "attention_head_dim": tuple(heads)}
+    )
     trained_keys = set(trained.state_dict())
     missing, unexpected = grown.load_state_dict(trained.state_dict(), strict=False)
     if unexpected:
@@ -137,8 +152,17 @@ def encode_training_set(data_dir: Path, work: Path, cache: Path, device, log=pri
     return result
 
 
-def train_unet(data_dir: Path, work: Path, workdir: Path, config: UNetConfig, budget: Budget, device, resume: bool, log=print,
-               grow_from: Path | None = None) -> dict:
+def train_unet(
+    data_dir: Path,
+    work: Path,
+    workdir: Path,
+    config: UNetConfig,
+    budget: Budget,
+    device,
+    resume: bool,
+    log=print,
+    grow_from: Path | None = None,
+) -> dict:
     """Train the base UNet from scratch, or (`grow_from`: a trained UNet folder) grow it to
     `config.down_blocks` with `grow_unet` and train on."""
     workdir = Path(workdir)
