@@ -51,6 +51,14 @@ def fresh_preset(preset: Path, folder: Path, init: str, seed: int = 0) -> Path:
     return folder
 
 
+def trained_label(preset: Path) -> str:
+    """Names the trained adapter by what its preset's manifest records (its row stays true after a new ship)."""
+    import json
+
+    record = json.loads((Path(preset) / "manifest.json").read_text()).get("stages", {}).get("adapter", {})
+    return f"trained preset (adapter seed {record.get('seed', '?')}, {record.get('steps', '?')} steps)"
+
+
 def main() -> None:
     from flexip.paths import portable_path
     from flexip.presets import get_preset
@@ -67,7 +75,8 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        for label, init in (("untrained, copy (SPEC §1)", "copy"), ("untrained, zero", "zero"), ("trained preset", None)):
+        trained = trained_label(preset)
+        for label, init in (("untrained, copy (SPEC §1)", "copy"), ("untrained, zero", "zero"), (trained, None)):
             folder = preset if init is None else fresh_preset(preset, scratch / init, init)
             result = evaluate(folder, args.data, scratch / f"out_{init}", subjects=args.subjects, log=lambda message: None)
             rows[label] = result["scores"]

@@ -167,3 +167,53 @@ def test_derived_stages_refuse_a_retrained_parent(tmp_path):
         derived_output(stage, parent)
     with pytest.raises(FlexIPInputError, match="trained from other"):
         bind_parent(stage, parent)
+
+
+KILLED_STAGE = """
+import sys, time, torch
+torch.set_num_threads(1)
+from flexip_miniworld.stack.autoencoder import AutoencoderConfig, train_autoencoder
+from flexip_miniworld.stack.loop import Budget
+
+def log(message):
+    print(message, flush=True)
+    if "step 3 " in message:  # after step 3, before its checkpoint: the parent kills us here
+        time.sleep(60)
+
+config = AutoencoderConfig(**eval(sys.argv[3]))
+train_autoencoder(sys.argv[1], sys.argv[2], config, Budget(max_steps=5, checkpoint_steps=1, log_every=1), "cpu", True, log)
+"""
+
+
+def test_autoencoder_stage_resumes_bit_identically_after_a_real_sigkill(tiny_world, tmp_path, tiny):
+    """A stage killed by SIGKILL in another process (step 3 done, its checkpoint not yet written) resumes from
+    the step-2 checkpoint and ends with the very weights of a straight run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from flexip.training import checkpointing as ckpt
+    from flexip_miniworld.stack.autoencoder import AutoencoderConfig, train_autoencoder
+
+    TINY, budget = tiny
+    quiet = lambda message: None  # noqa: E731
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_STAGE, str(tiny_world / "data"), str(tmp_path / "killed"), repr(TINY["autoencoder"])],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    for line in child.stdout:
+        if "step 3 " in line:
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    assert [step for step, _ in ckpt.list_checkpoints(tmp_path / "killed")] == [1, 2]
+    resumed = train_autoencoder(tiny_world / "data", tmp_path / "killed", AutoencoderConfig(**TINY["autoencoder"]), budget(5), "cpu", True, quiet)
+    straight = train_autoencoder(tiny_world / "data", tmp_path / "straight", AutoencoderConfig(**TINY["autoencoder"]), budget(5), "cpu", False, quiet)
+    assert resumed["steps"] == straight["steps"] == 5 and [s for s, _ in resumed["losses"]] == [1, 2, 3, 4, 5]
+    a, b = _weights(tmp_path / "straight" / "model"), _weights(tmp_path / "killed" / "model")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert all(ckpt.checkpoint_problem(path) is None for _, path in ckpt.list_checkpoints(tmp_path / "killed"))

@@ -4,14 +4,15 @@
     Trainer(load_config("configs/train_tiny.yaml", ["optim.max_steps=100"])).train()
 
 Modules, in the order data flows through a step:
-    config          typed, validated YAML config (written into every checkpoint)
+    config          typed, validated config sections (written into every checkpoint); config_loading: YAML + overrides → config
     batches         endless, exactly resumable batch stream over the modality-mixing sampler
     features        frozen encoders: samples → latents, text embeddings, c_cls, DINO tokens
     cache           optional feature cache (precomputed features in safetensors shards)
     gate_sampling   per-sample γ from the modality's range; condition dropout
     objective       noising and the ε / v-prediction MSE
     model           UNet + injected adapter as one module (what accelerate wraps)
-    trainer         the loop; ema, tracking, validation, checkpointing are its helpers
+    trainer         the loop; ema, schedules (learning rate), tracking, validation, checkpointing are its helpers
+                    (ema, schedules, tracking's step generator and checkpointing also drive the miniworld's stage trainers)
 Heavy modules load on first use.
 """
 
