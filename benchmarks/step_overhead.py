@@ -35,18 +35,7 @@ from _results import write_section  # noqa: E402
 from flexip.encoders.reference import ReferenceEmbeds  # noqa: E402
 from flexip.gate import GateSettings  # noqa: E402
 from flexip.models import FlexIPAdapter, FlexIPConditioning, inject_adapter, remove_adapter  # noqa: E402
-
-SD15_UNET = dict(
-    sample_size=64,
-    in_channels=4,
-    out_channels=4,
-    layers_per_block=2,
-    block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=768,
-    attention_head_dim=8,
-)
+from flexip.testing import SD15_UNET_CONFIG  # noqa: E402
 
 
 def random_ip_adapter_plus_state_dict(unet, clip_hidden=1280, cross=768, width=768, queries=16, depth=4) -> dict:
@@ -109,7 +98,7 @@ def main() -> None:
     from flexip.testing import tiny_base_components, tiny_reference_encoders
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(**SD15_UNET).eval().to(device)
+    unet = UNet2DConditionModel(**SD15_UNET_CONFIG).eval().to(device)
     ip_unet = copy.deepcopy(unet)
     adapter = FlexIPAdapter.from_unet(unet, clip_embed_dim=1024, dino_hidden_dim=1024).eval()
     tiny = tiny_base_components()

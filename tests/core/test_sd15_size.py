@@ -5,18 +5,7 @@ import torch
 
 from flexip.gate import GateSettings
 from flexip.models import FlexIPAdapter, FlexIPConditioning, injected
-
-SD15_UNET = dict(
-    sample_size=64,
-    in_channels=4,
-    out_channels=4,
-    layers_per_block=2,
-    block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=768,
-    attention_head_dim=8,
-)
+from flexip.testing import SD15_UNET_CONFIG
 
 
 def expected_parameter_count(clip=1024, dino=1024, cross=768, n_c=4, n_q=16, depth=4, width=768, n_v=4, depth_pers=2):
@@ -46,7 +35,7 @@ def sd15_unet():
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
-    return UNet2DConditionModel(**SD15_UNET).eval()
+    return UNet2DConditionModel(**SD15_UNET_CONFIG).eval()
 
 
 def test_adapter_fits_sd15_and_runs_one_step(sd15_unet):

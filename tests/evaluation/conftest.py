@@ -153,6 +153,21 @@ def backbone_config(tiny_backbone_dirs, aesthetic_head_path):
 
 
 @pytest.fixture(scope="session")
+def backbone_args(backbone_config, tiny_bench_dir) -> list[str]:
+    """The `flexip eval` flags that point at the tiny benchmark and the tiny backbones."""
+    config = backbone_config
+    flags = {
+        "--benchmark": tiny_bench_dir,
+        "--clip-model": config.clip,
+        "--dino-model": config.dino,
+        "--iqa-model": config.clip_iqa,
+        "--aesthetic-model": config.aesthetic_clip,
+        "--aesthetic-head": config.aesthetic_head,
+    }
+    return [str(word) for flag, value in flags.items() for word in (flag, value)]
+
+
+@pytest.fixture(scope="session")
 def backbones(backbone_config):
     from flexip.evaluation.backbones import Backbones
 

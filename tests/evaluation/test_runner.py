@@ -116,7 +116,7 @@ def test_flexip_sweep_is_one_call_from_one_noise(tmp_path, tiny_bench):
     assert swept[1].tobytes() == single[0].tobytes()  # same seed → same noise, with or without the sweep
 
 
-def test_eval_run_command_end_to_end(tmp_path, cli, tiny_bench_dir, backbone_config):
+def test_eval_run_command_end_to_end(tmp_path, cli, tiny_bench_dir, backbone_args):
     from click.testing import CliRunner
 
     args = [
@@ -138,18 +138,7 @@ def test_eval_run_command_end_to_end(tmp_path, cli, tiny_bench_dir, backbone_con
         "2",
         "--device",
         "cpu",
-        "--benchmark",
-        str(tiny_bench_dir),
-        "--clip-model",
-        backbone_config.clip,
-        "--dino-model",
-        backbone_config.dino,
-        "--iqa-model",
-        backbone_config.clip_iqa,
-        "--aesthetic-model",
-        backbone_config.aesthetic_clip,
-        "--aesthetic-head",
-        backbone_config.aesthetic_head,
+        *backbone_args,
     ]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output

@@ -76,28 +76,11 @@ def test_sweep_layout_is_found_and_sorted(tmp_path, tiny_bench):
         find_settings(tmp_path / "empty", tiny_bench)
 
 
-def test_score_rank_and_report_commands(tmp_path, cli, tiny_bench_dir, backbone_config):
+def test_score_rank_and_report_commands(tmp_path, cli, tiny_bench_dir, backbone_args):
     for offset, value in enumerate((0.0, 0.5, 1.0)):
         write_images(tmp_path / "flexip" / f"gamma-{value:g}", {"dog": [0], "can": [1]}, seeds=(0,), offset=offset)
     write_images(tmp_path / "other", {"dog": [0], "can": [1]}, seeds=(0,), offset=7)
-    backbone_args = [
-        "--benchmark",
-        str(tiny_bench_dir),
-        "--clip-model",
-        backbone_config.clip,
-        "--dino-model",
-        backbone_config.dino,
-        "--iqa-model",
-        backbone_config.clip_iqa,
-        "--aesthetic-model",
-        backbone_config.aesthetic_clip,
-        "--aesthetic-head",
-        backbone_config.aesthetic_head,
-        "--device",
-        "cpu",
-        "--batch-size",
-        "4",
-    ]
+    backbone_args = [*backbone_args, "--device", "cpu", "--batch-size", "4"]
     runner = CliRunner()
     scored = runner.invoke(cli, ["eval", "score", str(tmp_path / "flexip"), "--method", "FlexIP", "--out", str(tmp_path / "results"), *backbone_args])
     assert scored.exit_code == 0, scored.output

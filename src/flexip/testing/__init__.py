@@ -130,6 +130,14 @@ def tiny_reference_encoders(seed: int = 0) -> dict:
     }
 
 
+#: The published Stable Diffusion 1.5 UNet configuration (real size, for random-weight size and speed checks).
+SD15_UNET_CONFIG = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=768, attention_head_dim=8,
+)  # fmt: skip
+
 TINY_ADAPTER_CONFIG = dict(
     num_global_tokens=2,
     num_queries=4,
