@@ -8,18 +8,22 @@ STAMP := $(VENV)/.flexip-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo studio test lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test,lint]"
+	$(PY) -m pip install --quiet -e ".[studio,test,lint]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/flexip demo
+
+# FlexIP Studio on http://127.0.0.1:7860 (the miniworld preset, offline)
+studio: $(STAMP)
+	$(VENV)/bin/flexip studio
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -37,6 +41,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/step_overhead.py --threads 1 --rounds 7
 	$(PY) benchmarks/feature_cache.py
+	$(PY) benchmarks/studio_latency.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,184 @@
+"""FlexIP Studio in real time: from a γ change to the new image delivered, beside the bare pipeline call.
+
+    .venv/bin/python benchmarks/studio_latency.py [--rounds 30] [--warmup 3] [--steps N] [--threads 2 1]
+
+For each torch thread count, starts `flexip studio --threads N` (the miniworld preset, its default steps and
+guidance unless --steps) on a free port of 127.0.0.1, uploads a held-out subject through gradio_client, and then,
+round by round:
+
+- studio: `client.predict(gamma=g, api_name="/render")`, timed from the call to the new PNG on this side (request,
+  queue, render, PNG encoding, download): what a person waits for after moving the dial (the browser adds its own
+  paint, not measured);
+- bare: the same render in this process, `pipe(prompt, reference_embeds=embeds, gamma=g, ...)` with embeddings
+  encoded once and reused, the cost the studio cannot avoid.
+
+Each round uses a new γ (nothing is cached but the reference's encoding) and runs the two one after the other, so
+that they share the machine's load at that moment. The server also reports its own pipeline time per render, which
+splits the studio's figure into the pipeline and the rest. Writes the `studio_latency` section of RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _results import write_section  # noqa: E402
+
+TARGET_SECONDS = 0.6
+PAUSE = 0.5  # seconds between the two measurements of a round
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_studio(folder: Path, threads: int) -> tuple[subprocess.Popen, str, float]:
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    log = open(folder / f"studio-{threads}.log", "w")  # kept open for the server's lifetime
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flexip.cli.main", "studio", "--port", str(port), "--out", str(folder / "outputs"), "--threads", str(threads)],
+        cwd=folder,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    started = time.perf_counter()
+    while time.perf_counter() - started < 300:
+        if process.poll() is not None:
+            raise SystemExit(f"the studio exited: {(folder / f'studio-{threads}.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "gradio_api/info", timeout=5):
+                return process, url, time.perf_counter() - started
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the studio did not start within 300 s")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+@dataclass
+class Measured:
+    threads: int
+    startup: float
+    studio: list[float]
+    server: list[float]
+    bare: list[float]
+
+
+def measure(threads: int, rounds: int, warmup: int, steps: int, folder: Path) -> Measured:
+    """One studio with `threads` torch threads, and the bare pipeline in this process with as many."""
+    import torch
+    from gradio_client import Client, handle_file
+
+    from flexip import FlexIPPipeline
+    from flexip.presets import get_preset
+
+    preset = get_preset("miniworld")
+    demo = preset.demo()
+    reference = preset.folder / "demo" / "heldout-00002-bird.png"
+    torch.set_num_threads(threads)
+    process, url, startup = start_studio(folder, threads)
+    try:
+        client = Client(url, verbose=False, download_files=str(folder / f"downloads-{threads}"))
+        client.predict(files=[handle_file(str(reference))], api_name="/use_uploads")  # encoded once, here
+        pipe = FlexIPPipeline.from_pretrained("miniworld")
+        embeds = pipe.encode_reference([reference])
+        prompt = demo.prompts[0]
+        settings = {"prompt": prompt, "steps": steps, "guidance": demo.guidance, "seed": 0}
+        result = Measured(threads, startup, [], [], [])
+        gammas = [round(0.02 + 0.96 * ((index * 0.381966) % 1.0), 2) for index in range(warmup + rounds)]  # a new γ every round
+        for index, gamma in enumerate(gammas):
+            start = time.perf_counter()
+            image, status, _ = client.predict(gamma=gamma, api_name="/render", **settings)
+            through_studio = time.perf_counter() - start
+            assert Path(image).is_file()
+            on_server = float(re.search(r"Rendered in ([0-9.]+) s", status).group(1))
+            time.sleep(PAUSE)  # the server's idle threads spin for a moment after a render: let them stop first
+            start = time.perf_counter()
+            generator = torch.Generator().manual_seed(0)
+            pipe(prompt, reference_embeds=embeds, gamma=gamma, num_inference_steps=steps, guidance_scale=demo.guidance, generator=generator)
+            alone = time.perf_counter() - start
+            time.sleep(PAUSE)
+            if index >= warmup:
+                result.studio.append(through_studio)
+                result.server.append(on_server)
+                result.bare.append(alone)
+            print(
+                f"{threads} thread(s), γ = {gamma:.2f}: studio {through_studio:.3f} s (pipeline on the server {on_server:.3f} s), bare {alone:.3f} s"
+            )
+        return result
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's own)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads, one studio per value (flexip studio --threads)")
+    args = parser.parse_args()
+
+    from flexip.presets import get_preset
+
+    demo = get_preset("miniworld").demo()
+    steps = args.steps or demo.steps
+    folder = Path(tempfile.mkdtemp(prefix="studio-latency-"))
+    results = [measure(threads, args.rounds, args.warmup, steps, folder) for threads in args.threads]
+    load = os.getloadavg()
+
+    rows = []
+    for result in results:
+        studio, server, bare = (statistics.median(v) for v in (result.studio, result.server, result.bare))
+        rows.append(
+            f"| {result.threads} | **{studio:.3f}** ({percentile(result.studio, 0.9):.3f}) | {server:.3f} ({percentile(result.server, 0.9):.3f}) "
+            f"| {bare:.3f} ({percentile(result.bare, 0.9):.3f}) | {studio / bare:.2f}× ({studio - bare:+.3f} s) | {result.startup:.1f} |"
+        )
+    best = min(statistics.median(result.studio) for result in results)
+    verdict = "meets" if best <= TARGET_SECONDS else "misses"
+    markdown = f"""## FlexIP Studio: γ change → new image (`benchmarks/studio_latency.py`)
+
+The miniworld preset at its default {steps} steps (guidance {demo.guidance:g}, 32 × 32 px, CPU), {args.rounds} rounds after
+{args.warmup} warm-up rounds, a new γ each round. *Studio*: `gradio_client` `predict(gamma=…, api_name="/render")` from the call
+to the PNG downloaded (request, queue, render, PNG, download: what a person waits for after moving the dial, less the
+browser's paint). *Server pipeline*: the studio's own timing of its pipeline call. *Bare*: the same render in one process,
+`pipe(prompt, reference_embeds=embeds, gamma=…)`, the reference encoded once. Studio and bare run one after the other in
+each round ({PAUSE} s apart), with the same number of torch threads (`flexip studio --threads`), so they share the
+machine's load at that moment; the load average (1, 5, 15 min) at the end was {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} on {os.cpu_count()} CPUs.
+
+| torch threads | studio: median (90th pct.), s | server pipeline, s | bare pipeline, s | studio / bare | studio start, s |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Target: a median of {TARGET_SECONDS} s through the studio; the best configuration here {verdict} it. The bare call runs in
+this script's main thread, the studio's in one of the server's worker threads; on a loaded machine two torch threads
+in a main thread can be many times slower than one (they wait on each other at every small operation), so compare
+the rows with that in mind.
+"""
+    print(markdown)
+    print("written to", write_section("studio_latency", markdown).name)
+
+
+if __name__ == "__main__":
+    main()
