@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: os.umask can only be read by setting it
+
 #: Every temporary name contains this marker, so a resumed job can find and delete leftovers of a kill.
 TEMPORARY_MARKER = ".tmp-"
 
@@ -31,6 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes it owner-only; the file gets the mode a plain open() would give
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

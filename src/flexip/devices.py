@@ -18,6 +18,10 @@ def resolve_device(device: str | None = "auto"):
         return torch.device("cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise FlexIPInputError(f"device {device!r}: CUDA is not available on this machine")
+    if str(device).startswith("mps") and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise FlexIPInputError(f"device {device!r}: Apple MPS is not available on this machine")
+    if str(device).startswith("meta"):
+        raise FlexIPInputError("device 'meta' holds no data and cannot generate or train; use cpu, cuda or mps")
     try:
         return torch.device(device)
     except RuntimeError as error:

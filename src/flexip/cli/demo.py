@@ -7,15 +7,16 @@ from pathlib import Path
 
 import click
 
+from flexip.cli.options import OUTPUT_FOLDER, SEED_RANGE
 from flexip.devices import resolve_device
 
 
 @click.command(help="Render reference | γ = 0 … 1 for a few subjects and prompts with the offline preset, write a grid PNG, print where it is.")
 @click.option("--base", default=None, help="Preset whose demo to run (default: miniworld; tiny-random: random weights, for testing).")
 @click.option("--adapter", default=None, help="Adapter folder (presets bring their own).")
-@click.option("--steps", type=int, default=None, help="Denoising steps (default: the preset's).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="outputs/demo", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Denoising steps (default: the preset's).")
+@click.option("--seed", type=SEED_RANGE, default=0, show_default=True)
+@click.option("--out", "out_dir", type=OUTPUT_FOLDER, default="outputs/demo", show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def demo(base, adapter, steps, seed, out_dir, device):
     import torch

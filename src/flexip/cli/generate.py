@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from flexip.cli.options import VariadicOptionsCommand
+from flexip.cli.options import NON_NEGATIVE, OUTPUT_FOLDER, SEED_RANGE, VariadicOptionsCommand
 from flexip.devices import resolve_device
-from flexip.gate import DEFAULT_GAMMA, parse_gamma
+from flexip.gate import DEFAULT_GAMMA, GateSettings, parse_gamma
 
 
 def _slug(text: str, length: int = 40) -> str:
@@ -33,14 +33,16 @@ def _slug(text: str, length: int = 40) -> str:
     help=f"Preservation γ in [0, 1] (1 = keep identity, 0 = follow the text); several numbers (0 0.5 1 or 0,0.5,1) = "
     f"a sweep. Also START:END (a schedule over the steps) or down=0.3,mid=0.5,up=0.8 (per block). Default {DEFAULT_GAMMA}.",
 )
-@click.option("--adapter-scale", type=float, default=1.0, show_default=True, help="Global strength s of both adapter branches (0 = base model).")
-@click.option("--w-pres", type=float, default=None, help="Preservation weight, set independently (with --w-pers, instead of --gamma).")
-@click.option("--w-pers", type=float, default=None, help="Personalization weight, set independently (with --w-pres).")
+@click.option(
+    "--adapter-scale", type=NON_NEGATIVE, default=1.0, show_default=True, help="Global strength s of both adapter branches (0 = base model)."
+)
+@click.option("--w-pres", type=NON_NEGATIVE, default=None, help="Preservation weight, set independently (with --w-pers, instead of --gamma).")
+@click.option("--w-pers", type=NON_NEGATIVE, default=None, help="Personalization weight, set independently (with --w-pres).")
 @click.option("--negative-prompt", default=None, help="Negative prompt for classifier-free guidance.")
-@click.option("--steps", type=int, default=30, show_default=True, help="Denoising steps.")
-@click.option("--guidance", type=float, default=7.5, show_default=True, help="Classifier-free guidance scale.")
-@click.option("--images-per-prompt", type=int, default=1, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=30, show_default=True, help="Denoising steps.")
+@click.option("--guidance", type=NON_NEGATIVE, default=7.5, show_default=True, help="Classifier-free guidance scale.")
+@click.option("--images-per-prompt", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seed", type=SEED_RANGE, default=0, show_default=True)
 @click.option(
     "--base",
     default=None,
@@ -55,7 +57,7 @@ def _slug(text: str, length: int = 40) -> str:
     show_default=True,
     help="Non-square references: crop the centre or pad to square.",
 )
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="outputs", show_default=True, help="Output folder.")
+@click.option("--out", "out_dir", type=OUTPUT_FOLDER, default="outputs", show_default=True, help="Output folder.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
 @click.option("--allow-pickle", is_flag=True, help="Allow a pickle (.bin) adapter checkpoint (loaded with weights_only=True).")
 def generate(
@@ -80,19 +82,20 @@ def generate(
 ):
     import torch
 
+    from flexip.app.references import photo_note
     from flexip.data.images import load_image, save_image
     from flexip.errors import FlexIPInputError
     from flexip.pipelines import FlexIPPipeline
     from flexip.presets import DEFAULT_PRESET
     from flexip.visualization import make_grid
 
-    gate_off = adapter_scale == 0 or (w_pres == 0 and w_pers == 0)
-    if not references and not gate_off:
-        raise FlexIPInputError("give at least one --reference image (or --adapter-scale 0 for the base model alone)")
+    # every argument is checked before any model loads: numbers, seed and --out by their option types, the gate
+    # (γ, or both branch weights, and the scale) and every reference image here
     if gammas and (w_pres is not None or w_pers is not None):
         raise FlexIPInputError("use either --gamma or --w-pres/--w-pers, not both")
-    # read γ and every reference first, so bad input fails before any model loads
-    gamma = parse_gamma(gammas) if gammas else None
+    gate = GateSettings(gamma=parse_gamma(gammas) if gammas else None, adapter_scale=adapter_scale, w_pres=w_pres, w_pers=w_pers)
+    if not references and not gate.is_off:
+        raise FlexIPInputError("give at least one --reference image (or --adapter-scale 0 for the base model alone)")
     reference_images = [load_image(path, fit=fit) for path in references]
     device = resolve_device(device)
     pipe = FlexIPPipeline.from_pretrained(base or DEFAULT_PRESET, adapter=adapter, allow_pickle=allow_pickle).to(device)
@@ -100,10 +103,10 @@ def generate(
     result = pipe(
         list(prompts),
         reference_images=reference_images or None,
-        gamma=gamma,
-        adapter_scale=adapter_scale,
-        w_pres=w_pres,
-        w_pers=w_pers,
+        gamma=gate.gamma,
+        adapter_scale=gate.adapter_scale,
+        w_pres=gate.w_pres,
+        w_pers=gate.w_pers,
         negative_prompt=negative_prompt,
         num_inference_steps=steps,
         guidance_scale=guidance,
@@ -131,3 +134,5 @@ def generate(
     click.echo(f"wrote {len(written)} files to {out.resolve()}")
     for path in written:
         click.echo(f"  {path}")
+    if note := photo_note(base or DEFAULT_PRESET, reference_images):  # a photo on a miniature preset: the studio's note, once
+        click.echo(f"note: {note}", err=True)

@@ -12,7 +12,9 @@ from flexip.version import __version__
 
 
 class FlexIPGroup(click.Group):
-    """A click group whose commands report FlexIPError (and unreadable files) as `error: ...`, exit 2."""
+    """A click group whose commands report FlexIPError, file-system errors (a missing or unreadable file, a name
+    too long, a full disk) and bad command lines (click's usage errors: an unknown option, a value of the wrong
+    type) as one line `error: ...`, exit 2."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -20,9 +22,19 @@ class FlexIPGroup(click.Group):
         except FlexIPError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
-            where = f": {error.filename}" if error.filename is not None else ""
-            click.echo(f"error: {error.strerror or error}{where}", err=True)
+        except OSError as error:
+            from flexip.cli.options import shown_path
+
+            where = f": {shown_path(str(error.filename))}" if error.filename is not None else ""
+            message = " ".join(str(error.strerror or error).split())
+            click.echo(f"error: {message}{where}", err=True)
+            sys.exit(2)
+        except click.exceptions.NoArgsIsHelpError:  # a command group named alone: its help, as click prints it
+            raise
+        except click.UsageError as error:
+            message = " ".join(error.format_message().split())
+            hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+            click.echo(f"error: {message}{hint}", err=True)
             sys.exit(2)
 
 
@@ -46,9 +58,11 @@ def _register() -> None:
     from flexip.cli.demo import demo
     from flexip.cli.eval import eval_group
     from flexip.cli.generate import generate
+    from flexip.cli.studio import studio
+    from flexip.cli.study import study_group
     from flexip.cli.train import train
 
-    for command in (generate, demo, train, eval_group, data_group):
+    for command in (generate, demo, train, eval_group, data_group, studio, study_group):
         main.add_command(command)
     for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
         main.add_command(entry.load(), entry.name)

@@ -57,6 +57,7 @@ def train(overrides, config_path, resume, build_cache, print_config):
     if print_config:
         click.echo(config.to_yaml(), nl=False)
         return
+    _check_before_work(config, build_cache)
     with _console_logging():
         if build_cache:
             from flexip.training.cache import build_cache_for_config
@@ -72,6 +73,21 @@ def train(overrides, config_path, resume, build_cache, print_config):
         result = trainer.train()
     if trainer.accelerator.is_main_process:
         click.echo(f"trained to step {result.step}; adapter: {result.adapter_dir}; last checkpoint: {result.checkpoint}")
+
+
+def _check_before_work(config, build_cache: bool) -> None:
+    """What the config alone cannot know, checked before any data or model loads: the folder this run writes
+    (the feature cache, or logging.output_dir) can be made and written, and the seed fits a torch generator."""
+    from flexip.cli.options import SEED_RANGE, output_folder_problem
+    from flexip.errors import FlexIPInputError
+
+    key, folder = ("cache.path", config.cache.path) if build_cache else ("logging.output_dir", config.logging.output_dir)
+    problem = output_folder_problem(folder) if folder is not None else None  # no cache.path: build_cache_for_config says so
+    if problem is not None:
+        raise FlexIPInputError(f"{key}: {problem}")
+    seed = config.runtime.seed
+    if not SEED_RANGE.min <= seed <= SEED_RANGE.max:
+        raise FlexIPInputError(f"runtime.seed must be an integer in [0, 2**64 - 1], got {seed}")
 
 
 class _ConsoleHandler(logging.Handler):

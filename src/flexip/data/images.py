@@ -28,8 +28,11 @@ FitMode = Literal["center_crop", "pad", "none"]
 
 
 def _describe(source: ImageInput) -> str:
+    """How `source` is named in a (one-line) error message: a path as it is, or quoted with escapes when it
+    holds control characters such as a newline."""
     if isinstance(source, (str, os.PathLike)):
-        return str(source)
+        name = str(source)
+        return name if name.isprintable() else repr(name)
     return f"<{type(source).__name__}>"
 
 
@@ -43,11 +46,14 @@ def _open(source: ImageInput, max_pixels: int) -> Image.Image:
     else:
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
-            if not path.is_file():
-                raise FlexIPInputError(f"image not found: {name}")
-            if path.stat().st_size == 0:
+            try:
+                if not path.is_file():
+                    raise FlexIPInputError(f"image not found: {name}")
+                data = path.read_bytes()
+            except OSError as error:  # a name too long, no permission, a folder where the file should be
+                raise FlexIPInputError(f"cannot read image {name}: {error.strerror or error}") from None
+            if not data:
                 raise FlexIPInputError(f"image file is empty (0 bytes): {name}")
-            data = path.read_bytes()
         elif isinstance(source, bytes):
             if not source:
                 raise FlexIPInputError("image data is empty (0 bytes)")
@@ -104,7 +110,10 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
     if mode == "RGB":
         return image
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
+        values = np.asarray(image)
+        if not np.isfinite(values).all():  # only mode F can hold them
+            raise FlexIPInputError("a float image must hold finite values (it has NaN or infinite pixels)")
+        values = values.astype(np.float64)
         if mode.startswith("I;16"):
             scaled = values / 65535.0
         else:
@@ -116,7 +125,7 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
         image = image.convert("RGBA")
         mode = "RGBA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
+        rgba = (image.convert("LA") if mode == "La" else image).convert("RGBA")  # Pillow converts La (premultiplied) only to LA
         canvas = Image.new("RGBA", rgba.size, background + (255,))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
     return image.convert("RGB")
@@ -131,18 +140,19 @@ def fit_square(image: Image.Image, mode: FitMode = "center_crop", fill: tuple[in
       touches the border of a wide or tall image.
     - ``none``: leave it; the encoders' processors centre-crop.
     """
+    if mode not in ("center_crop", "pad", "none"):
+        raise FlexIPInputError(f"fit mode must be 'center_crop', 'pad' or 'none', got {mode!r}")
     width, height = image.size
     if mode == "none" or width == height:
         return image
-    side = min(width, height) if mode == "center_crop" else max(width, height)
     if mode == "center_crop":
+        side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
         return image.crop((left, top, left + side, top + side))
-    if mode == "pad":
-        canvas = Image.new("RGB", (side, side), fill)
-        canvas.paste(image, ((side - width) // 2, (side - height) // 2))
-        return canvas
-    raise FlexIPInputError(f"fit mode must be 'center_crop', 'pad' or 'none', got {mode!r}")
+    side = max(width, height)  # pad
+    canvas = Image.new("RGB", (side, side), fill)
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
 
 
 def load_image(

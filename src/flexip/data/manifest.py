@@ -146,6 +146,8 @@ def load_manifest(path: str | os.PathLike) -> list[Record]:
             entry = json.loads(line)
         except json.JSONDecodeError as error:
             raise FlexIPInputError(f"{manifest}: line {number} is not valid JSON ({error.msg})") from None
+        except (ValueError, RecursionError) as error:  # valid JSON that Python will not hold: a 5000-digit number, deep nesting
+            raise FlexIPInputError(f"{manifest}: line {number} cannot be read ({type(error).__name__}: {error})") from None
         records.append(parse_record(entry, root=root, source=where))
     if not records:
         raise FlexIPInputError(f"manifest is empty: {manifest} has no records (expected one JSON object per line)")

@@ -24,7 +24,10 @@ T = TypeVar("T")
 def check_gamma_value(value: float, name: str = "gamma") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FlexIPInputError(f"{name} must be a number in [0, 1], got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise FlexIPInputError(f"{name} must be in [0, 1], got an integer of {len(str(value))} digits") from None
     if math.isnan(value) or not 0.0 <= value <= 1.0:
         raise FlexIPInputError(f"{name} must be in [0, 1], got {value}")
     return value
@@ -33,7 +36,10 @@ def check_gamma_value(value: float, name: str = "gamma") -> float:
 def check_weight(value: float, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FlexIPInputError(f"{name} must be a non-negative number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise FlexIPInputError(f"{name} must be finite and ≥ 0, got an integer of {len(str(value))} digits") from None
     if not math.isfinite(value) or value < 0:
         raise FlexIPInputError(f"{name} must be finite and ≥ 0, got {value}")
     return value

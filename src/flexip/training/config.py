@@ -60,7 +60,7 @@ class ModelConfig:
     image_encoder: str | None = None  # CLIP vision folder / hub id; None: the SPEC's reference encoder
     dino_encoder: str | None = None  # DINOv2 folder / hub id; None: the SPEC's reference encoder
     adapter: dict[str, Any] = field(default_factory=dict)  # FlexIPAdapter overrides, e.g. {num_queries: 16}
-    init_adapter: str | None = None  # start from this adapter folder instead of a fresh adapter
+    init_adapter: str | None = None  # start from this adapter folder, or an IP-Adapter checkpoint file (a warm start), instead of a fresh adapter
     # how a fresh adapter's personalization values V'_pers start: "copy" of the text V (SPEC §1; at
     # γ = 0 the text pathway then starts doubled) or "zero" (the branch starts silent: γ = 0 == base)
     personalization_init: str = "copy"
@@ -214,7 +214,7 @@ class RuntimeConfig:
 
     def __post_init__(self):
         _check(self.ema_decay is None or 0.0 < self.ema_decay < 1.0, f"runtime.ema_decay must be in (0, 1) or null, got {self.ema_decay}")
-        _check(self.seed >= 0, f"runtime.seed must be ≥ 0, got {self.seed}")
+        _check(0 <= self.seed <= 2**64 - 1, f"runtime.seed must be in [0, 2**64 - 1], got {self.seed}")
 
 
 @dataclass
@@ -286,9 +286,9 @@ class TrainConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(self.to_yaml(), encoding="utf-8")
-        return path
+        from flexip.atomic import write_text
+
+        return write_text(path, self.to_yaml())
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
