@@ -13,6 +13,7 @@ _LAZY = {
     "FlexIPPipeline": "flexip.pipelines.pipeline_flexip",
     "FlexIPPipelineOutput": "flexip.pipelines.pipeline_flexip",
     "FlexIPAdapter": "flexip.models.adapter",
+    "FlexIP": "flexip.integrations.attach",
     "ReferenceEmbeds": "flexip.encoders.reference",
     "ReferenceEncoder": "flexip.encoders.reference",
     "Gamma": "flexip.gate",

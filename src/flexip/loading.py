@@ -12,7 +12,7 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-from flexip.errors import CheckpointError
+from flexip.errors import CheckpointError, FlexIPInputError
 from flexip.presets import get_preset, is_preset, resolve_preset_id
 
 FROZEN_COMPONENTS = (
@@ -38,40 +38,81 @@ def default_encoders(base: str) -> tuple[str, str]:
     return DEFAULT_IMAGE_ENCODER, DEFAULT_DINO_ENCODER
 
 
-def load_components(base: str, image_encoder: str | None = None, dino_encoder: str | None = None, torch_dtype=None) -> dict:
-    """Every frozen component of a FlexIP pipeline (no adapter), keyed as `FROZEN_COMPONENTS`.
+def component_dtype(kwargs: dict, name: str) -> torch.dtype | None:
+    """The dtype diffusers' loading keywords give component `name`: `dtype` (or the deprecated `torch_dtype`),
+    either one dtype or a dict per component with a "default" (diffusers' convention)."""
+    dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
+    if isinstance(dtype, dict):
+        return dtype.get(name, dtype.get("default"))
+    return dtype
 
-    `base` is a preset name or a diffusers SD1.5-family checkpoint (folder or hub id)."""
-    from diffusers import StableDiffusionPipeline
 
+def is_saved_pipeline(path, class_name: str) -> bool:
+    """True when `path` is a folder holding a saved `class_name` pipeline (its model_index.json says so)."""
+    import json
+    from pathlib import Path
+
+    index = Path(str(path)) / "model_index.json"
+    try:
+        if not index.is_file():
+            return False
+    except OSError as error:  # e.g. a name too long for the filesystem
+        raise FlexIPInputError(f"cannot use {str(path)[:80]}...: {error.strerror}") from None
+    try:
+        return json.loads(index.read_text()).get("_class_name") == class_name
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def base_pipeline_class(folder: str):
+    """The diffusers pipeline class of a base checkpoint: SDXL when its model_index.json names an SDXL
+    pipeline, else Stable Diffusion (1.5 family)."""
+    from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    try:
+        class_name = DiffusionPipeline.load_config(folder).get("_class_name", "")
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot load base model {folder!r}: {error}") from None
+    return StableDiffusionXLPipeline if "XL" in class_name else StableDiffusionPipeline
+
+
+def load_components(base: str, image_encoder: str | None = None, dino_encoder: str | None = None, torch_dtype=None, **diffusers_kwargs) -> dict:
+    """Every frozen component of a FlexIP stack (no adapter): `FROZEN_COMPONENTS`, and for an SDXL base its
+    second text encoder and tokenizer (`text_encoder_2`, `tokenizer_2`).
+
+    `base` is a preset name or a diffusers SD1.5-family or SDXL checkpoint (folder or hub id). `torch_dtype`
+    and `diffusers_kwargs` are diffusers' loading keywords (`dtype`, also a dict per component, `variant`,
+    `device_map`, `use_safetensors`, ...); the reference encoders take their dtype from the same keywords."""
     from flexip.encoders.loading import load_dino_encoder, load_image_encoder
 
+    kwargs = dict(diffusers_kwargs)
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype
+    elif "torch_dtype" in kwargs:  # diffusers deprecates `torch_dtype`
+        kwargs["dtype"] = kwargs.pop("torch_dtype")
+    if kwargs.get("dtype") is None:
+        kwargs.pop("dtype", None)
     default_image, default_dino = default_encoders(base)
     folder = str(get_preset(base).path("base")) if is_preset(base) else base
     with quiet_loading() if is_preset(base) else nullcontext():
+        pipeline_class = base_pipeline_class(folder)
+        extra = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in pipeline_class._optional_components else {}
         try:
-            dtype = {} if torch_dtype is None else {"dtype": torch_dtype}  # diffusers deprecates `torch_dtype`
-            sd = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False, **dtype)
+            loaded = pipeline_class.from_pretrained(folder, **extra, **kwargs)
         except (OSError, ValueError) as error:
             raise CheckpointError(f"cannot load base model {base!r}: {error}") from None
-        clip_model, clip_processor = load_image_encoder(resolve_preset_id(image_encoder or default_image), torch_dtype)
-        dino_model, dino_processor = load_dino_encoder(resolve_preset_id(dino_encoder or default_dino), torch_dtype)
-    return dict(
-        vae=sd.vae,
-        text_encoder=sd.text_encoder,
-        tokenizer=sd.tokenizer,
-        unet=sd.unet,
-        scheduler=sd.scheduler,
-        image_encoder=clip_model,
-        feature_extractor=clip_processor,
-        dino_encoder=dino_model,
-        dino_processor=dino_processor,
-    )
+        clip_model, clip_processor = load_image_encoder(resolve_preset_id(image_encoder or default_image), component_dtype(kwargs, "image_encoder"))
+        dino_model, dino_processor = load_dino_encoder(resolve_preset_id(dino_encoder or default_dino), component_dtype(kwargs, "dino_encoder"))
+    components = {name: getattr(loaded, name) for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+    for name in ("text_encoder_2", "tokenizer_2"):
+        if getattr(loaded, name, None) is not None:
+            components[name] = getattr(loaded, name)
+    components.update(image_encoder=clip_model, feature_extractor=clip_processor, dino_encoder=dino_model, dino_processor=dino_processor)
+    return components
 
 
 def load_adapter(adapter, base: str | None = None, allow_pickle: bool = False, torch_dtype: torch.dtype | None = None):
     """A FlexIPAdapter from an object, a folder, a hub id or `PRESET:adapter`; None takes the preset base's own."""
-    from flexip.errors import FlexIPInputError
     from flexip.models.adapter import FlexIPAdapter
 
     if isinstance(adapter, FlexIPAdapter):
@@ -106,3 +147,14 @@ def quiet_loading():
             diffusers_logging.enable_progress_bar()
         if transformers_bars:
             transformers_logging.enable_progress_bar()
+
+
+def encoder_components(name: str, model_id: str, dtype) -> dict:
+    """The (model, processor) components of a reference encoder given by id, for a saved pipeline's overrides."""
+    from flexip.encoders.loading import load_dino_encoder, load_image_encoder
+
+    if name == "image_encoder":
+        model, processor = load_image_encoder(resolve_preset_id(model_id), dtype)
+        return {"image_encoder": model, "feature_extractor": processor}
+    model, processor = load_dino_encoder(resolve_preset_id(model_id), dtype)
+    return {"dino_encoder": model, "dino_processor": processor}

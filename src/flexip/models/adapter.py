@@ -5,6 +5,13 @@ Saved like a diffusers/peft adapter: `config.json` (dims, target layers, encoder
 `layers.up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k_pres.weight` or
 `preservation.blocks.0.attention.to_q.weight`. The config is also stored in the safetensors metadata,
 so the weight file describes itself.
+
+It is a diffusers `ModelMixin`, so a pipeline that holds one (`FlexIPPipeline`) saves and loads it with
+its other components (`pipe.save_pretrained` writes `adapter/`, `from_pretrained` reads it back), and
+model CPU offload moves it like any model: `forward` computes both token sets in one call.
+
+`from_ip_adapter` turns an IP-Adapter checkpoint in the official layout into a FlexIP adapter whose
+preservation branch reproduces it exactly at γ = 1 (`flexip.models.ip_adapter`).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from pathlib import Path
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin  # also the name diffusers' pipeline loader looks up in this module
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -23,10 +31,23 @@ from flexip.atomic import atomic_path, write_text
 from flexip.errors import CheckpointError
 from flexip.models.attention_processor import DecoupledKV
 from flexip.models.personalization import PersonalizationAdapter
-from flexip.models.preservation import PreservationAdapter
+from flexip.models.preservation import PreservationAdapter, ResamplerConfig
 from flexip.version import __version__
 
 WEIGHTS_NAME = "flexip_adapter.safetensors"
+#: what diffusers' pipeline loader passes to every model's from_pretrained (`load_sub_model`); the adapter
+#: reads `torch_dtype` / `dtype`, `variant` and `device_map` (a single device), the others do not apply to it
+DIFFUSERS_LOADING_KWARGS = (
+    "max_memory",
+    "offload_folder",
+    "offload_state_dict",
+    "use_safetensors",
+    "use_flashpack",
+    "low_cpu_mem_usage",
+    "disable_mmap",
+    "quantization_config",
+)
+HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies", "subfolder")
 PICKLE_WEIGHTS_NAMES = ("flexip_adapter.bin", "flexip_adapter.pt", "pytorch_model.bin")
 
 DEFAULT_IMAGE_ENCODER = "h94/IP-Adapter:models/image_encoder"
@@ -45,7 +66,7 @@ def cross_attention_layers(unet: nn.Module) -> dict[str, tuple[int, int]]:
     return layers
 
 
-class FlexIPAdapter(nn.Module, ConfigMixin):
+class FlexIPAdapter(ModelMixin, ConfigMixin):
     config_name = "config.json"
 
     @register_to_config
@@ -67,10 +88,23 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
         dino_encoder: str = DEFAULT_DINO_ENCODER,
         dino_layer: int = -1,
         flexip_version: str = __version__,
+        global_module: str = "linear",
+        clip_hidden_dim: int | None = None,
+        resampler_width: int = 1280,
+        resampler_depth: int = 4,
+        resampler_heads: int = 20,
+        detail_residual: bool = False,
     ):
         super().__init__()
         if not target_layers:
             raise CheckpointError("an adapter needs at least one target cross-attention layer")
+        resampler = None
+        if global_module == "resampler":
+            if clip_hidden_dim is None:
+                raise CheckpointError("global_module='resampler' reads CLIP hidden states: give clip_hidden_dim (the image encoder's hidden size)")
+            resampler = ResamplerConfig(clip_hidden_dim, resampler_width, resampler_depth, resampler_heads)
+        elif global_module != "linear":
+            raise CheckpointError(f"global_module must be 'linear' (SPEC) or 'resampler' (IP-Adapter Plus), got {global_module!r}")
         self.preservation = PreservationAdapter(
             clip_embed_dim,
             dino_hidden_dim,
@@ -80,6 +114,8 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
             preservation_depth,
             preservation_width,
             preservation_heads,
+            resampler=resampler,
+            detail_residual=detail_residual,
         )
         self.personalization = PersonalizationAdapter(
             clip_embed_dim, cross_attention_dim, num_visual_tokens, personalization_depth, personalization_heads
@@ -115,6 +151,15 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
             adapter.layer(name).copy_from(attn.to_k, attn.to_v)
         return adapter.to(device=next(unet.parameters()).device)
 
+    @classmethod
+    def from_ip_adapter(cls, path: str | os.PathLike, unet: nn.Module, **options) -> FlexIPAdapter:
+        """A FlexIP adapter for `unet` warm-started from an IP-Adapter checkpoint in the official layout
+        (`image_proj.*`, `ip_adapter.*`; base or Plus, SD1.5 or SDXL): at γ = 1 it renders as diffusers'
+        own IP-Adapter at the same scale. Options: see `flexip.models.ip_adapter.adapter_from_ip_adapter`."""
+        from flexip.models.ip_adapter import adapter_from_ip_adapter
+
+        return adapter_from_ip_adapter(cls, path, unet, **options)
+
     @torch.no_grad()
     def silence_personalization(self) -> None:
         """Zero every layer's V'_pers: the personalization branch then adds nothing (γ = 0 renders as the
@@ -130,6 +175,16 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+    def to(self, *args, **kwargs):
+        """`nn.Module.to`: ModelMixin's version checks quantization and group offloading, which the adapter never
+        uses, and warns on every dtype cast (diffusers 0.42)."""
+        return nn.Module.to(self, *args, **kwargs)
+
+    @property
+    def reads_clip_tokens(self) -> bool:
+        """True when the preservation branch reads the CLIP image encoder's hidden states (IP-Adapter Plus)."""
+        return self.config.global_module == "resampler"
 
     def layer(self, layer_name: str) -> DecoupledKV:
         return self.layers.get_submodule(layer_name)
@@ -169,22 +224,31 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
             )
 
     # ---- the two adapters ---------------------------------------------------------------------
-    def preservation_tokens(self, clip_embeds: torch.Tensor, dino_tokens: torch.Tensor) -> torch.Tensor:
-        """C_pres: (batch, N_c + N_q, cross_dim)."""
-        return self.preservation(clip_embeds, dino_tokens)
+    def forward(
+        self, clip_embeds: torch.Tensor, dino_tokens: torch.Tensor, text_embeds: torch.Tensor, clip_tokens: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(C_pres, C_pers) of a batch: reference features (batch rows) and the text they go with."""
+        return self.preservation_tokens(clip_embeds, dino_tokens, clip_tokens), self.personalization_tokens(text_embeds, clip_embeds)
+
+    def preservation_tokens(self, clip_embeds: torch.Tensor, dino_tokens: torch.Tensor, clip_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """C_pres: (batch, N_c + N_q, cross_dim). `clip_tokens` (batch, tokens, clip_hidden): only read by a
+        resampler global module (IP-Adapter Plus)."""
+        return self.preservation(clip_embeds, dino_tokens, clip_tokens)
 
     def personalization_tokens(self, text_embeds: torch.Tensor, clip_embeds: torch.Tensor) -> torch.Tensor:
         """C_pers: (batch, seq, cross_dim), equal to `text_embeds` at initialization."""
         return self.personalization(text_embeds, clip_embeds)
 
     # ---- saving and loading -------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write config.json + flexip_adapter.safetensors; each file is replaced atomically."""
+    def save_pretrained(self, save_directory: str | os.PathLike, variant: str | None = None, **_diffusers_kwargs) -> Path:
+        """Write config.json + flexip_adapter.safetensors (`flexip_adapter.VARIANT.safetensors` with a variant);
+        each file is replaced atomically. Always safetensors: the other keywords diffusers' pipeline
+        `save_pretrained` may pass (safe_serialization, max_shard_size) do not apply."""
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         config_text = self.to_json_string()
         tensors = {key: value.detach().contiguous().cpu() for key, value in self.state_dict().items()}
-        with atomic_path(directory / WEIGHTS_NAME) as temporary:
+        with atomic_path(directory / _weights_name(variant)) as temporary:
             save_file(tensors, str(temporary), metadata={"flexip_config": config_text, "format": "pt"})
         write_text(directory / self.config_name, config_text)
         return directory
@@ -196,13 +260,25 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
         allow_pickle: bool = False,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
-        **hub_kwargs,
+        *,
+        torch_dtype: torch.dtype | None = None,
+        variant: str | None = None,
+        device_map: str | torch.device | dict | None = None,
+        **kwargs,
     ) -> FlexIPAdapter:
         """Load from a folder written by `save_pretrained`, or a hub repo id (downloaded on a user's machine).
 
         Loading is strict: missing or unexpected keys and wrong shapes raise a CheckpointError. Pickle
         checkpoints (.bin/.pt) are refused unless `allow_pickle=True`, and then read with weights_only=True.
+        Takes the keywords diffusers' pipeline loader passes (`torch_dtype`, `variant`, `device_map`, ...), so a
+        pipeline saved with its adapter loads back with `DiffusionPipeline.from_pretrained`.
         """
+        unknown = sorted(set(kwargs) - set(DIFFUSERS_LOADING_KWARGS) - set(HUB_KWARGS))
+        if unknown:
+            raise TypeError(f"FlexIPAdapter.from_pretrained got unexpected keyword arguments {unknown}")
+        hub_kwargs = {key: value for key, value in kwargs.items() if key in HUB_KWARGS and value is not None}
+        dtype = dtype if dtype is not None else torch_dtype
+        device = device if device is not None else _single_device(device_map)
         directory = _resolve_directory(pretrained, **hub_kwargs)
         config_path = directory / cls.config_name
         if not config_path.is_file():
@@ -213,7 +289,7 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
             raise CheckpointError(f"{config_path} is not valid JSON: {error}") from None
         if config.get("_class_name") not in (None, cls.__name__):
             raise CheckpointError(f"{directory} holds a {config.get('_class_name')}, not a {cls.__name__}")
-        state_dict = _read_weights(directory, allow_pickle)
+        state_dict = _read_weights(directory, allow_pickle, variant)
         try:
             adapter = cls.from_config(config)
         except TypeError as error:
@@ -242,11 +318,29 @@ class FlexIPAdapter(nn.Module, ConfigMixin):
         self.load_state_dict(state_dict, strict=True)
 
 
+def _weights_name(variant: str | None) -> str:
+    return WEIGHTS_NAME if variant is None else WEIGHTS_NAME.replace(".safetensors", f".{variant}.safetensors")
+
+
+def _single_device(device_map) -> str | torch.device | None:
+    """The device of a `device_map` that puts the whole adapter on one device (the adapter is small)."""
+    if device_map is None or isinstance(device_map, (str, torch.device)):
+        return None if device_map in ("auto", "balanced") else device_map
+    devices = set(device_map.values()) if isinstance(device_map, dict) else {device_map}
+    if len(devices) != 1:
+        raise CheckpointError(f"the FlexIP adapter is loaded onto one device; got the device_map {device_map}")
+    return devices.pop()
+
+
 def _resolve_directory(pretrained: str | os.PathLike, **hub_kwargs) -> Path:
     path = Path(pretrained)
-    if path.is_dir():
-        return path
-    if path.exists():
+    try:
+        if path.is_dir():
+            return path
+        exists = path.exists()
+    except OSError as error:  # e.g. a name too long for the filesystem
+        raise CheckpointError(f"cannot use the adapter path {str(path)[:80]}...: {error.strerror}") from None
+    if exists:
         raise CheckpointError(f"expected an adapter folder (config.json + {WEIGHTS_NAME}), got the file {path}")
     text = str(pretrained)
     if text.count("/") != 1 or text.startswith((".", "/")):
@@ -259,8 +353,10 @@ def _resolve_directory(pretrained: str | os.PathLike, **hub_kwargs) -> Path:
         raise CheckpointError(f"could not fetch adapter {text!r} from the hub: {error}") from None
 
 
-def _read_weights(directory: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
-    weights = directory / WEIGHTS_NAME
+def _read_weights(directory: Path, allow_pickle: bool, variant: str | None = None) -> dict[str, torch.Tensor]:
+    weights = directory / _weights_name(variant)
+    if variant is not None and not weights.is_file():
+        raise CheckpointError(f"no {weights.name} in {directory} (variant {variant!r})")
     if weights.is_file():
         try:
             with safe_open(str(weights), framework="pt") as handle:

@@ -32,15 +32,16 @@ def tiny_tokenizer():
     )
 
 
-def tiny_base_components(seed: int = 0, sample_size: int = 8, cross_attention_dim: int = CROSS_DIM) -> dict:
-    """vae, text_encoder, tokenizer, unet, scheduler of a toy SD1.5-shaped model (16 px images, 8×8 latents)."""
+def tiny_base_components(seed: int = 0, sample_size: int = 8, cross_attention_dim: int = CROSS_DIM, in_channels: int = 4) -> dict:
+    """vae, text_encoder, tokenizer, unet, scheduler of a toy SD1.5-shaped model (16 px images, 8×8 latents).
+    `in_channels=9`: the UNet of an inpainting model (latents, mask, masked-image latents)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=sample_size,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         layers_per_block=1,
         block_out_channels=(32, 64),

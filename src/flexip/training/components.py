@@ -33,9 +33,13 @@ def place_components(components: dict, device: torch.device, dtype: torch.dtype)
 
 
 def build_adapter(model: ModelConfig, components: dict, seed: int) -> FlexIPAdapter:
-    """A fresh adapter for the base UNet (deterministic for a seed), or `model.init_adapter` loaded."""
+    """A fresh adapter for the base UNet (deterministic for a seed), or `model.init_adapter` loaded: a FlexIP
+    adapter folder, or an IP-Adapter checkpoint file in the official layout (a warm start,
+    `FlexIPAdapter.from_ip_adapter`: at γ = 1 it starts as that IP-Adapter)."""
     unet = components["unet"]
-    if model.init_adapter is not None:
+    if model.init_adapter is not None and is_ip_adapter_file(model.init_adapter):
+        adapter = warm_start_from_ip_adapter(model, components)
+    elif model.init_adapter is not None:
         adapter = load_adapter(model.init_adapter)
         adapter.check_compatible(unet)
         adapter.check_encoders(components["image_encoder"], components["dino_encoder"])
@@ -53,6 +57,34 @@ def build_adapter(model: ModelConfig, components: dict, seed: int) -> FlexIPAdap
         if model.personalization_init == "zero":
             adapter.silence_personalization()
     return adapter.to(dtype=torch.float32).train()
+
+
+def is_ip_adapter_file(init_adapter: str) -> bool:
+    """An IP-Adapter checkpoint is one file (.safetensors / .bin); a FlexIP adapter is a folder."""
+    from pathlib import Path
+
+    return Path(init_adapter).is_file() and Path(init_adapter).suffix in (".safetensors", ".bin")
+
+
+def warm_start_from_ip_adapter(model: ModelConfig, components: dict) -> FlexIPAdapter:
+    """The FlexIP adapter that starts as the IP-Adapter checkpoint `model.init_adapter` on the base UNet."""
+    image_default, dino_default = default_encoders(model.base)
+    adapter = FlexIPAdapter.from_ip_adapter(
+        model.init_adapter,
+        components["unet"],
+        dino_hidden_dim=components["dino_encoder"].config.hidden_size,
+        clip_embed_dim=components["image_encoder"].config.projection_dim,
+        image_encoder=model.image_encoder or image_default,
+        dino_encoder=model.dino_encoder or dino_default,
+    )
+    if adapter.reads_clip_tokens:
+        raise FlexIPInputError(
+            f"{model.init_adapter} is an IP-Adapter Plus checkpoint: its preservation branch reads CLIP hidden states, which "
+            "flexip train does not encode yet; fine-tune from a base IP-Adapter (ip-adapter_sd15 / ip-adapter_sdxl), or use the "
+            "Plus warm start for inference (FlexIPAdapter.from_ip_adapter)"
+        )
+    adapter.check_encoders(components["image_encoder"], components["dino_encoder"])
+    return adapter
 
 
 def native_resolution(components: dict) -> int:

@@ -6,6 +6,11 @@
     target mask   → subject coverage at latent resolution, in [0, 1] (zeros without a mask), for
                     `optim.subject_loss_weight`
 
+An SDXL base has two text encoders: the text embeddings are both encoders' penultimate hidden states side
+by side (batch, 77, 768 + 1280), and the second encoder's projected embedding is the pooled text
+(`pooled_text_embeds`, batch × 1280), which SDXL's UNet reads with the time ids, as diffusers'
+StableDiffusionXLPipeline encodes them.
+
 The same encoder builds the feature cache, so training from the cache and training on the fly see the
 same numbers for the same sample. (Latents are the VAE posterior *mean*: SD's VAE posterior standard
 deviation is tiny next to the latents, so sampling it adds only noise, and the mean keeps cached and
@@ -33,18 +38,30 @@ class Features:
     dino_tokens: torch.Tensor  # (batch, patches, dino_dim)
     modalities: list[str]
     subject_masks: torch.Tensor | None = None  # (batch, 1, h, w) target subject coverage; None: no masks
+    pooled_text_embeds: torch.Tensor | None = None  # (batch, pooled_dim): SDXL's pooled text; None for SD1.5
 
     def __len__(self) -> int:
         return self.latents.shape[0]
 
     def to(self, device=None, dtype=None) -> Features:
         def move(tensor):
-            return tensor.to(device=device, dtype=dtype)
+            return None if tensor is None else tensor.to(device=device, dtype=dtype)
 
-        masks = None if self.subject_masks is None else move(self.subject_masks)
-        return Features(move(self.latents), move(self.text_embeds), move(self.clip_embeds), move(self.dino_tokens), list(self.modalities), masks)
+        return Features(
+            move(self.latents),
+            move(self.text_embeds),
+            move(self.clip_embeds),
+            move(self.dino_tokens),
+            list(self.modalities),
+            move(self.subject_masks),
+            move(self.pooled_text_embeds),
+        )
 
     def tensors(self) -> dict[str, torch.Tensor]:
+        if self.pooled_text_embeds is not None:
+            from flexip.errors import FlexIPInputError
+
+            raise FlexIPInputError("the feature cache does not store SDXL's pooled text embeddings: train an SDXL base without cache.path")
         masks = self.subject_masks if self.subject_masks is not None else torch.zeros(len(self), 1, *self.latents.shape[2:])
         return {
             "latents": self.latents,
@@ -60,8 +77,9 @@ class FeatureEncoder:
 
     def __init__(self, components: dict, resolution: int, dino_layer: int = -1):
         self.vae = components["vae"]
-        self.text_encoder = components["text_encoder"]
-        self.tokenizer = components["tokenizer"]
+        self.text_encoders = [components[name] for name in ("text_encoder", "text_encoder_2") if components.get(name) is not None]
+        self.tokenizers = [components[name] for name in ("tokenizer", "tokenizer_2") if components.get(name) is not None]
+        self.text_encoder, self.tokenizer = self.text_encoders[0], self.tokenizers[0]
         self.resolution = resolution
         self.reference_encoder = ReferenceEncoder(
             components["image_encoder"],
@@ -91,11 +109,28 @@ class FeatureEncoder:
                 out[row, 0] = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(binary)[None, None], latent_size)[0, 0]
         return out
 
+    @property
+    def is_sdxl(self) -> bool:
+        return len(self.text_encoders) == 2
+
     @torch.no_grad()
     def encode_text(self, captions: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(captions, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True, return_tensors="pt")
-        device = next(self.text_encoder.parameters()).device
-        return self.text_encoder(tokens.input_ids.to(device))[0]
+        return self.encode_prompts(captions)[0]
+
+    @torch.no_grad()
+    def encode_prompts(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(text token embeddings (batch, seq, cross_dim), pooled text (batch, dim) for SDXL, else None)."""
+        if not self.is_sdxl:
+            tokens = self.tokenizer(captions, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True, return_tensors="pt")
+            device = next(self.text_encoder.parameters()).device
+            return self.text_encoder(tokens.input_ids.to(device))[0], None
+        hidden, pooled = [], None
+        for tokenizer, text_encoder in zip(self.tokenizers, self.text_encoders):
+            tokens = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
+            output = text_encoder(tokens.input_ids.to(next(text_encoder.parameters()).device), output_hidden_states=True)
+            hidden.append(output.hidden_states[-2])  # the penultimate layer of each, as SDXL reads them
+            pooled = output[0]  # the second encoder's projected embedding
+        return torch.cat(hidden, dim=-1), pooled
 
     @torch.no_grad()
     def encode_references(self, images: list) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,11 +141,27 @@ class FeatureEncoder:
         clip_embeds, dino_tokens = self.encode_references(batch["reference"])
         latents = self.encode_targets(batch["target"])
         masks = batch.get("target_mask") or [None] * len(latents)
+        text_embeds, pooled = self.encode_prompts(list(batch["caption"]))
         return Features(
             latents=latents,
-            text_embeds=self.encode_text(list(batch["caption"])),
+            text_embeds=text_embeds,
             clip_embeds=clip_embeds,
             dino_tokens=dino_tokens,
             modalities=list(batch["modality"]),
             subject_masks=self.encode_masks(masks, tuple(latents.shape[2:])).to(latents),
+            pooled_text_embeds=pooled,
         )
+
+
+def added_conditions(features: Features, empty_pooled: torch.Tensor | None, drop_text: torch.Tensor, resolution: int) -> dict | None:
+    """SDXL's extra UNet inputs for a training batch, None for SD1.5: the pooled text (a dropped caption's pooled
+    text where `drop_text`) and the time ids of a `resolution`-square target, cropped at the top-left corner
+    (original size, crop offset, target size: the resized-and-cropped targets are what the UNet sees)."""
+    pooled = features.pooled_text_embeds
+    if pooled is None:
+        return None
+    dropped = drop_text.to(pooled.device).view(-1, 1)
+    pooled = torch.where(dropped, empty_pooled.to(pooled).expand_as(pooled), pooled)
+    size = float(resolution)
+    time_ids = torch.tensor([[size, size, 0.0, 0.0, size, size]], device=pooled.device, dtype=pooled.dtype).expand(len(features), -1)
+    return {"text_embeds": pooled, "time_ids": time_ids}

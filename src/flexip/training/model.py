@@ -7,6 +7,8 @@ the whole conditioned denoiser of one training step:
     C_pres = PreservationAdapter(c_cls, F_dino)
     C_pers = PersonalizationAdapter(T, c_cls)
     ε̂ (or v̂) = UNet(x_t, t, T) with every cross-attention layer gated by the per-sample γ
+
+An SDXL UNet also reads the pooled text and the time ids (`added_cond_kwargs`, as diffusers passes them).
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ class FlexIPTrainingModel(nn.Module):
         clip_embeds: torch.Tensor,  # (batch, clip_dim)
         dino_tokens: torch.Tensor,  # (batch, patches, dino_dim)
         gamma: torch.Tensor,  # (batch,) on the CPU
+        added_cond_kwargs: dict[str, torch.Tensor] | None = None,  # SDXL: {"text_embeds": (batch, pooled), "time_ids": (batch, 6)}
     ) -> torch.Tensor:
         pres_tokens = self.adapter.preservation_tokens(clip_embeds, dino_tokens)
         pers_tokens = self.adapter.personalization_tokens(text_embeds, clip_embeds)
         # this step's sampled γ, checked once here; the gate computes every layer's branch weights when it is made
         self.injection.state.conditioning = FlexIPConditioning(pres_tokens, pers_tokens, GateSettings(gamma=gamma))
-        return self.unet(noisy_latents, timesteps, encoder_hidden_states=text_embeds).sample
+        if added_cond_kwargs is None:
+            return self.unet(noisy_latents, timesteps, encoder_hidden_states=text_embeds).sample
+        return self.unet(noisy_latents, timesteps, encoder_hidden_states=text_embeds, added_cond_kwargs=added_cond_kwargs).sample
 
     def detach_adapter(self) -> None:
         """Give the UNet back its own processors (before a pipeline injects an adapter itself)."""

@@ -42,7 +42,7 @@ from flexip.training.components import (
 )
 from flexip.training.config import TrainConfig
 from flexip.training.ema import EMA
-from flexip.training.features import FeatureEncoder, Features
+from flexip.training.features import FeatureEncoder, Features, added_conditions
 from flexip.training.gate_sampling import apply_dropout, sample_dropout, sample_gammas
 from flexip.training.model import FlexIPTrainingModel
 from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target, sample_timesteps
@@ -83,7 +83,9 @@ class Trainer:
         alphas_cumprod, self.prediction_type = noise_schedule(self.components["scheduler"].config)
         self.alphas_cumprod = alphas_cumprod.to(accelerator.device)
         self.encoder = FeatureEncoder(self.components, self.resolution, adapter.config.dino_layer)
-        self.empty_text = self.encoder.encode_text([""]).float()  # (1, seq, dim): a dropped caption
+        self.empty_text, empty_pooled = self.encoder.encode_prompts([""])  # (1, seq, dim): a dropped caption
+        self.empty_text = self.empty_text.float()
+        self.empty_pooled = None if empty_pooled is None else empty_pooled.float()  # SDXL's pooled text of a dropped caption
         # 3. batches: encoded on the fly, or read from the feature cache
         self.stream = self._batch_stream(adapter.config.dino_layer)
         # 4. the trainable model and its optimizer (only the adapter's parameters)
@@ -165,7 +167,8 @@ class Trainer:
         text, clip, dino = apply_dropout(masks, features.text_embeds, self.empty_text, features.clip_embeds, features.dino_tokens)
         noisy = add_noise(self.alphas_cumprod, features.latents, noise, timesteps)
         target = prediction_target(self.prediction_type, self.alphas_cumprod, features.latents, noise, timesteps)
-        prediction = self.model(noisy, timesteps, text, clip, dino, gammas)
+        extra = added_conditions(features, self.empty_pooled, masks.drop_text, self.resolution)  # SDXL's pooled text and time ids
+        prediction = self.model(noisy, timesteps, text, clip, dino, gammas, extra)
         weights = None
         if cfg.optim.subject_loss_weight > 0 and features.subject_masks is not None:
             weights = 1.0 + cfg.optim.subject_loss_weight * features.subject_masks

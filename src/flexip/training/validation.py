@@ -51,28 +51,57 @@ def render_validation_grid(
     seed: int = 0,
 ) -> Image.Image:
     """Render every case at every γ (one batched sweep per case) and lay them out as a labelled grid.
-    The UNet must not have another adapter injected (the pipeline injects `adapter` itself)."""
-    from flexip.pipelines.pipeline_flexip import FlexIPPipeline
+    The UNet must not have another adapter injected (the pipeline injects `adapter` itself). An SDXL base
+    renders with diffusers' StableDiffusionXLPipeline and FlexIP attached to it (a copy of the adapter)."""
+    if "text_encoder_2" in components:
+        render = _SDXLRenderer(components, adapter)
+    else:
+        from flexip.pipelines.pipeline_flexip import FlexIPPipeline
 
-    pipe = FlexIPPipeline(**components, adapter=adapter)
-    pipe.set_progress_bar_config(disable=True)
+        render = FlexIPPipeline(**components, adapter=adapter)
+    render.set_progress_bar_config(disable=True)
     rows, row_labels = [], []
     for case in cases:
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        result = pipe(
+        images = render(
             case.prompt,
             reference_images=case.reference,
             gamma=list(gammas),
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
-            generator=generator,
+            generator=torch.Generator(device="cpu").manual_seed(seed),
             height=resolution,
             width=resolution,
-        )
-        rows.append([case.reference, *result.images])
+        ).images
+        rows.append([case.reference, *images])
         row_labels.append(case.prompt[:40])
     labels = ["reference"] + [f"gamma = {g:.2f}" for g in gammas]
     return make_grid(rows, labels, row_labels)
+
+
+class _SDXLRenderer:
+    """FlexIPPipeline's call, for a γ sweep, on diffusers' SDXL pipeline with FlexIP attached during the call."""
+
+    def __init__(self, components: dict, adapter):
+        import copy
+
+        from diffusers import StableDiffusionXLPipeline
+
+        names = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "scheduler")
+        self.pipe = StableDiffusionXLPipeline(**{name: components[name] for name in names})
+        self.adapter = copy.deepcopy(adapter)  # attaching moves it to the UNet's dtype; the trained one stays as it is
+        self.encoders = {name: components[name] for name in ("image_encoder", "feature_extractor", "dino_encoder", "dino_processor")}
+
+    def set_progress_bar_config(self, **kwargs) -> None:
+        self.pipe.set_progress_bar_config(**kwargs)
+
+    def __call__(self, prompt, *, reference_images, gamma, generator, **kwargs):
+        from flexip.integrations import FlexIP
+
+        seed = generator.initial_seed()
+        with FlexIP.attach(self.pipe, self.adapter, **self.encoders) as flexip:
+            conditioning = flexip.conditioning(reference_images, gamma=gamma)
+            generators = [torch.Generator(device="cpu").manual_seed(seed) for _ in gamma]  # one noise for every γ
+            return self.pipe(prompt, num_images_per_prompt=len(gamma), generator=generators, cross_attention_kwargs=conditioning, **kwargs)
 
 
 def validate(trainer) -> Path | None:
