@@ -63,6 +63,19 @@ def test_autoencoder_resume_is_exact(tiny_world, tmp_path, tiny):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_fresh_start_replaces_an_earlier_runs_checkpoints(tiny_world, tmp_path, tiny):
+    from flexip.training import checkpointing as ckpt
+    from flexip_miniworld.stack.autoencoder import AutoencoderConfig, train_autoencoder
+
+    TINY, budget = tiny
+    config, quiet = AutoencoderConfig(**TINY["autoencoder"]), (lambda message: None)
+    train_autoencoder(tiny_world / "data", tmp_path / "stage", config, budget(3), "cpu", False, quiet)
+    train_autoencoder(tiny_world / "data", tmp_path / "stage", config, budget(1), "cpu", False, quiet)  # started over
+    assert [step for step, _ in ckpt.list_checkpoints(tmp_path / "stage")] == [1]
+    resumed = train_autoencoder(tiny_world / "data", tmp_path / "stage", config, budget(2), "cpu", True, quiet)
+    assert [s for s, _ in resumed["losses"]] == [1, 2]  # continued the new run, not the old step-3 one
+
+
 @pytest.mark.parametrize("stage", ["clip", "dino", "unet"])
 def test_stage_resumes_and_continues(tiny_stack, stage, tiny):
     TINY, budget = tiny

@@ -14,6 +14,7 @@ Checkpoint layout: `WORKDIR/checkpoints/step-000100/training_state/` with `modul
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,8 +97,10 @@ class Loop:
         return True
 
     def run(self, step_fn: Callable[[int, torch.Generator], float], resume: bool) -> None:
-        ckpt.remove_partial(self.workdir)
-        if not (resume and self.restore()):
+        if not (resume and self.restore()):  # restore() cleans up interrupted writes before it looks
+            # a fresh start replaces an earlier run's checkpoints: left there, their higher steps would outlive
+            # (and rotate away) this run's, and a later resume would pick them up
+            shutil.rmtree(ckpt.checkpoints_root(self.workdir), ignore_errors=True)
             self.step, self.elapsed, self.losses = 0, 0.0, []
         last_save, saved_step = time.perf_counter(), None
         window: list[float] = []
