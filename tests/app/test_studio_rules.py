@@ -12,10 +12,11 @@ import pytest
 from PIL import Image
 from studio_helpers import MINIWORLD, free_port
 
-from flexip.app.references import MAX_UPLOAD_BYTES, check_upload, from_example, photo_note
+from flexip.app.references import MAX_UPLOAD_BYTES, check_upload, from_example
 from flexip.app.settings import Dial, RenderSettings
 from flexip.errors import FlexIPInputError
 from flexip.gate import GammaSchedule, parse_gamma
+from flexip.presets import photo_note
 
 
 def test_each_dial_form_is_the_text_generate_reads():

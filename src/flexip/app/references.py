@@ -3,7 +3,7 @@
 
 `References` is what the rest of the app passes around: the checked images (8-bit RGB, centre-cropped square
 exactly as `flexip generate` crops them) and a key of their pixels, under which the session caches their
-encoding. `photo_note` is the warning both the studio and `flexip generate` give when a photo meets a preset
+encoding. `flexip.presets.photo_note` is the warning both the studio and `flexip generate` give when a photo meets a preset
 that only knows its own miniature world.
 """
 
@@ -97,20 +97,3 @@ def from_example(base: str, name: str) -> References:
     if name not in subjects:
         raise FlexIPInputError(f"no example subject {name!r}; the examples are: {', '.join(subjects) or 'none'}")
     return References.of([load_image(image, fit=FIT) for image in subjects[name]], name)
-
-
-def photo_note(base: str, images: Sequence[Image.Image]) -> str | None:
-    """A note when an image larger than a miniature preset's renders meets that preset, else None.
-
-    A preset whose manifest records a `resolution` (the miniworld: 32 px renders of a procedural world) knows
-    only the subjects of that world: a photo comes out as a coloured blob. Bigger than twice the resolution
-    on either side is taken as a photo; the note says what to load instead."""
-    if not is_preset(base):
-        return None
-    resolution = get_preset(base).manifest.get("resolution")
-    if not isinstance(resolution, int) or not any(max(image.size) > 2 * resolution for image in images):
-        return None
-    return (
-        f"the {base} preset is a {resolution}×{resolution} miniature that knows only the subjects of its own world; a photo comes out "
-        f"as a coloured blob. Real photos need real SD1.5 weights: --base stable-diffusion-v1-5/stable-diffusion-v1-5 --adapter YOUR_ADAPTER"
-    )

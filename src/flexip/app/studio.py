@@ -15,13 +15,14 @@ from collections.abc import Callable
 import gradio as gr
 
 from flexip.app.compare import MISSING, Baseline
-from flexip.app.references import MAX_REFERENCES, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, References, examples, from_example, from_uploads, photo_note
+from flexip.app.references import MAX_REFERENCES, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, References, examples, from_example, from_uploads
 from flexip.app.server import user_errors
 from flexip.app.session import SURFACE_SCALES, SWEEP_GAMMAS, Rendered, Session
 from flexip.app.settings import DIAL_MODES, MAX_SEED, MAX_STEPS, Dial, RenderSettings
 from flexip.app.study.page import study_tab
 from flexip.app.study.store import StudyStore
 from flexip.gate import DEFAULT_GAMMA
+from flexip.presets import photo_note
 
 #: Small renders (the miniworld's 32 px) are shown scaled up with sharp pixels. On a narrow window the two columns
 #: stack; the picture and its γ dial then come first (and the picture is smaller), the other controls below.

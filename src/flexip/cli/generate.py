@@ -82,11 +82,10 @@ def generate(
 ):
     import torch
 
-    from flexip.app.references import photo_note
     from flexip.data.images import load_image, save_image
     from flexip.errors import FlexIPInputError
     from flexip.pipelines import FlexIPPipeline
-    from flexip.presets import DEFAULT_PRESET
+    from flexip.presets import DEFAULT_PRESET, photo_note
     from flexip.visualization import make_grid
 
     # every argument is checked before any model loads: numbers, seed and --out by their option types, the gate

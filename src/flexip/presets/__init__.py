@@ -121,3 +121,20 @@ def resolve_preset_id(model_id: str) -> str:
     if separator and is_preset(name):
         return str(get_preset(name).path(subfolder))
     return str(model_id)
+
+
+def photo_note(base: str, images) -> str | None:
+    """A note when an image (anything with a PIL-style `.size`) larger than a miniature preset's renders meets that preset, else None.
+
+    A preset whose manifest records a `resolution` (the miniworld: 32 px renders of a procedural world) knows
+    only the subjects of that world: a photo comes out as a coloured blob. Bigger than twice the resolution
+    on either side is taken as a photo; the note says what to load instead."""
+    if not is_preset(base):
+        return None
+    resolution = get_preset(base).manifest.get("resolution")
+    if not isinstance(resolution, int) or not any(max(image.size) > 2 * resolution for image in images):
+        return None
+    return (
+        f"the {base} preset is a {resolution}×{resolution} miniature that knows only the subjects of its own world; a photo comes out "
+        f"as a coloured blob. Real photos need real SD1.5 weights: --base stable-diffusion-v1-5/stable-diffusion-v1-5 --adapter YOUR_ADAPTER"
+    )
