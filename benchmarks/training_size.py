@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import write_section  # noqa: E402
-from feature_cache import write_dataset  # noqa: E402
+from feature_cache import timed_run, write_dataset  # noqa: E402  (the same data and measurement as the cache benchmark)
 
 
 def save_stack(folder: Path, tiny: bool) -> dict:
@@ -108,20 +108,6 @@ def peak_memory(run):
     result = run()
     peak = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM"))
     return result, int(peak.split()[1]) / 1024
-
-
-def timed_run(config) -> tuple[float, float]:
-    """(samples/s over steps 2..N, loss of the last step)."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    from flexip.training.trainer import Trainer
-
-    stamps: dict[int, float] = {}
-    result = Trainer(config).train(on_step_end=lambda step, _: stamps.__setitem__(step, time.perf_counter()))
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    steps = config.optim.max_steps
-    return (steps - 1) * config.optim.batch_size / (stamps[steps] - stamps[1]), result.losses[-1]
 
 
 def main() -> None:

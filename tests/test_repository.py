@@ -45,4 +45,4 @@ def test_no_committed_text_file_holds_an_absolute_machine_path():
 def test_the_pattern_finds_what_it_should():
     assert ABSOLUTE.search('"preset": "/' + 'work/main/src/flexip/presets/miniworld"')
     assert ABSOLUTE.search("C:\\" + "Users\\me\\repo")
-    assert not ABSOLUTE.search("src/flexip/presets/miniworld and ../shared/weights and https://github.com/x/work/y")
+    assert not ABSOLUTE.search("src/flexip/presets/miniworld and ../shared/weights and https://github.com/x/" + "work/y")

@@ -32,25 +32,32 @@ def tiny_tokenizer():
     )
 
 
+#: The toy UNet of the tiny stacks (SD and SDXL), less its input size, channels and cross-attention width.
+TINY_UNET = dict(
+    out_channels=4, layers_per_block=1, block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D",) * 2,
+    up_block_types=("CrossAttnUpBlock2D",) * 2, attention_head_dim=8, norm_num_groups=8,
+)  # fmt: skip
+
+
+def tiny_text_config(tokenizer, hidden_size: int = 32, **extra):
+    """The toy CLIP text-encoder config of the tiny stacks, for `tokenizer`."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, **extra,
+    )  # fmt: skip
+
+
 def tiny_base_components(seed: int = 0, sample_size: int = 8, cross_attention_dim: int = CROSS_DIM, in_channels: int = 4) -> dict:
     """vae, text_encoder, tokenizer, unet, scheduler of a toy SD1.5-shaped model (16 px images, 8×8 latents).
     `in_channels=9`: the UNet of an inpainting model (latents, mask, masked-image latents)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=sample_size,
-        in_channels=in_channels,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=cross_attention_dim,
-        attention_head_dim=8,
-        norm_num_groups=8,
-    )
+    unet = UNet2DConditionModel(sample_size=sample_size, in_channels=in_channels, cross_attention_dim=cross_attention_dim, **TINY_UNET)
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -63,19 +70,7 @@ def tiny_base_components(seed: int = 0, sample_size: int = 8, cross_attention_di
         sample_size=16,
     )
     tokenizer = tiny_tokenizer()
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=cross_attention_dim,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
+    text_encoder = CLIPTextModel(tiny_text_config(tokenizer, cross_attention_dim))
     scheduler = DDIMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from flexip.testing import tiny_base_components, tiny_tokenizer
+from flexip.testing import TINY_UNET, tiny_base_components, tiny_text_config, tiny_tokenizer
 
 SDXL_CROSS_DIM = 64
 SD_KINDS = ("text2img", "img2img", "inpaint", "controlnet")
@@ -22,40 +22,23 @@ SD_KINDS = ("text2img", "img2img", "inpaint", "controlnet")
 def tiny_sdxl_components(seed: int = 0, sample_size: int = 8, in_channels: int = 4) -> dict:
     """vae, text_encoder, text_encoder_2, tokenizer, tokenizer_2, unet, scheduler of a toy SDXL-shaped model."""
     from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     base = tiny_base_components(seed)  # its VAE; the text encoders and UNet are SDXL's own below
     torch.manual_seed(seed + 10)
     unet = UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=in_channels,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=SDXL_CROSS_DIM,
-        attention_head_dim=8,
-        norm_num_groups=8,
+        **TINY_UNET,
         use_linear_projection=True,
         addition_embed_type="text_time",
         addition_time_embed_dim=8,
         projection_class_embeddings_input_dim=6 * 8 + 32,  # six time ids × 8 + the pooled text (32)
     )
     tokenizer = tiny_tokenizer()
-    config = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    text_encoder = CLIPTextModel(CLIPTextConfig(**config))
-    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**config, projection_dim=32))
+    text_encoder = CLIPTextModel(tiny_text_config(tokenizer))
+    text_encoder_2 = CLIPTextModelWithProjection(tiny_text_config(tokenizer, projection_dim=32))
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading")
     return {
         "vae": base["vae"],
