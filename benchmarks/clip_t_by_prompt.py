@@ -30,22 +30,18 @@ GAMMAS = (0.0, 0.5, 1.0)
 def measure(preset: Path, data: Path, subjects: int) -> tuple[list[str], dict[str, list[list[float]]]]:
     from flexip.evaluation import metrics as M
     from flexip.evaluation.backbones import load_clip_embedder
-    from flexip.loading import load_components
-    from flexip.models.adapter import FlexIPAdapter
-    from flexip.pipelines.pipeline_flexip import FlexIPPipeline
     from flexip_miniworld.dataset import load_jsonl
+    from flexip_miniworld.dials import FlexIPDial
     from flexip_miniworld.evaluate import render_conditions
 
-    components = load_components(str(preset / "base"), str(preset / "image_encoder"), str(preset / "dino"))
-    pipe = FlexIPPipeline(**components, adapter=FlexIPAdapter.from_pretrained(str(preset / "adapter")).eval())
-    pipe.set_progress_bar_config(disable=True)
+    dial = FlexIPDial(preset, None, "cpu")
     clip = load_clip_embedder(str(preset / "eval" / "clip"))
     rows = load_jsonl(data / "heldout.jsonl")[:subjects]
     columns = {"base": "base", **{f"gamma={g}": f"γ = {g}" for g in GAMMAS}, "real render": "true render"}
     scores = {c: [[] for _ in rows[0]["prompts"]] for c in columns.values()}
     for j, row in enumerate(rows):
         # the same generation as `flexip miniworld evaluate` (identity j's noise: seed j), on all 12 prompts
-        _, texts, images = render_conditions(pipe, data, row, list(range(len(row["prompts"]))), GAMMAS, 20, 3.0, j)
+        _, texts, images = render_conditions(dial, data, row, list(range(len(row["prompts"]))), GAMMAS, 20, 3.0, j)
         text_embeds = clip.embed_texts(texts)
         for condition, column in columns.items():
             for k, value in enumerate(M.clip_t(clip.embed_images(images[condition]), text_embeds).tolist()):

@@ -166,17 +166,41 @@ def build(workdir, stages, resume, extend, device, budget_scale, preset_dir, ima
     show_default=True,
     help="Adapter scale of the γ sweep (the report uses 1; other values map the (γ, scale) control surface).",
 )
+@click.option(
+    "--method", default="flexip", show_default=True, type=click.Choice(["flexip", "ip-adapter"]), help="What is measured; its dial is swept."
+)
+@click.option(
+    "--adapter",
+    "adapter_dir",
+    default=None,
+    help="The adapter folder: a FlexIP adapter [default: the preset's], or for --method ip-adapter the folder `flexip train model.method=ip-adapter` wrote.",
+)
+@click.option(
+    "--values",
+    default=None,
+    help="Dial values, comma-separated (must include 0, 0.25, 0.5, 0.75, 1) [default: 0, 0.1, …, 1 and 0.25, 0.75].",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, guidance, scale, seed, device):
-    """CLIP-T / CLIP-I / DINO-I of the miniworld preset on held-out identities at γ = 0 … 1 and for the base
-    model without reference, with the independent evaluation encoders, plus real-vs-real / real-vs-other
-    calibration. Writes evaluation.json and evaluation.md to --out."""
+def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, guidance, scale, method, adapter_dir, values, seed, device):
+    """CLIP-T / CLIP-I / DINO-I of a method on the miniworld's held-out identities along its dial (FlexIP's γ or
+    IP-Adapter's scale) and for the base model without reference, with the independent evaluation encoders,
+    plus real-vs-real / real-vs-other calibration and the dial's statistics (ρ, step share, control range).
+    Writes evaluation.json and evaluation.md to --out."""
     from flexip.presets import get_preset
+    from flexip_miniworld.dials import DIAL_VALUES
     from flexip_miniworld.evaluate import evaluate as run_evaluation
 
     if not 1 <= prompts <= 12:
         raise FlexIPInputError(f"--prompts must be in [1, 12], got {prompts}")
+    try:
+        dial_values = DIAL_VALUES if values is None else tuple(float(v) for v in values.split(",") if v.strip())
+    except ValueError:
+        raise FlexIPInputError(f"--values is comma-separated numbers in [0, 1], got {values!r}") from None
+    if not all(0.0 <= v <= 1.0 for v in dial_values):
+        raise FlexIPInputError(f"--values must lie in [0, 1], got {values!r}")
+    if adapter_dir is not None and not Path(adapter_dir).is_dir():
+        raise FlexIPInputError(f"--adapter {adapter_dir} is not a folder")
     result = run_evaluation(
         Path(preset_dir) if preset_dir else get_preset("miniworld").folder,
         Path(data_dir),
@@ -189,6 +213,9 @@ def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, gui
         device,
         first=first,
         scale=scale,
+        method=method,
+        adapter_dir=Path(adapter_dir) if adapter_dir else None,
+        dial_values=dial_values,
     )
     click.echo((Path(out_dir) / "evaluation.md").read_text())
     click.echo(f"{result['seconds']:.0f} s; {Path(out_dir) / 'evaluation.json'}")
@@ -196,16 +223,72 @@ def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, gui
 
 @miniworld_group.command("compare")
 @click.argument("evaluations", nargs=-1, required=True)
-@click.option("--label", "labels", multiple=True, help="A name per evaluation, in order [default: the folder names].")
-def compare(evaluations, labels):
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    help="A name per evaluation, in order; evaluations with the same label are seeds of one method [default: the folder names].",
+)
+@click.option("--plot", "plot_path", default=None, help="Write the identity-vs-text frontier plot (PNG) here.")
+@click.option("--out", "out_path", default=None, help="Also write the tables (markdown) to this file.")
+def compare(evaluations, labels, plot_path, out_path):
     """Several `flexip miniworld evaluate` results side by side (each EVALUATION is an --out folder or its
-    evaluation.json): γ curves, the first CLIP-T step with its interval, targets met."""
-    from flexip_miniworld.compare import comparison_table, load_result
+    evaluation.json): the dial's curves, the first CLIP-T step with its interval, targets met; with the 11-value
+    sweep, per method (label) the frontier area, ρ, step share, control range over seeds and mRank."""
+    from flexip.atomic import write_text
+    from flexip_miniworld.compare import comparison_table, load_result, method_table, plot_frontiers
 
     if labels and len(labels) != len(evaluations):
         raise FlexIPInputError(f"got {len(labels)} --label for {len(evaluations)} evaluations; give one per evaluation or none")
+    if plot_path is not None and not str(plot_path).lower().endswith(".png"):
+        raise FlexIPInputError(f"--plot writes a PNG; give a path ending in .png, got {plot_path}")
     folders = [Path(e) if Path(e).is_dir() else Path(e).parent for e in evaluations]
     names = list(labels) or [f"{folder.parent.name}/{folder.name}" for folder in folders]
-    if len(set(names)) != len(names):
-        raise FlexIPInputError(f"labels must differ (got {', '.join(names)}); give --label once per evaluation")
-    click.echo(comparison_table({name: load_result(e) for name, e in zip(names, evaluations)}))
+    results = [load_result(e) for e in evaluations]
+    groups: dict[str, list[dict]] = {}
+    for name, result in zip(names, results):
+        groups.setdefault(name, []).append(result)
+    rows = {}
+    for name, result in zip(names, results):
+        runs = groups[name]
+        rows[name if len(runs) == 1 else f"{name} #{sum(1 for key in rows if key.startswith(name + ' #')) + 1}"] = result
+    text = comparison_table(rows)
+    if all("dial_statistics" in r for r in results):
+        text += "\n\n" + method_table(groups)
+        if plot_path:
+            plot_frontiers(groups, Path(plot_path))
+    elif plot_path:
+        raise FlexIPInputError("--plot needs evaluations with the 11-value sweep (run `flexip miniworld evaluate` again)")
+    if out_path:
+        write_text(out_path, text + "\n")
+    click.echo(text)
+
+
+@miniworld_group.command("evidence")
+@click.argument("workdir", default="runs/evidence")
+@click.option("--arms", default="flexip,ip-adapter-image", show_default=True, help="Comma-separated arms (see flexip_miniworld.evidence.ARMS).")
+@click.option("--seeds", default="52", show_default=True, help="Comma-separated training seeds (the shipped adapter is flexip at seed 51).")
+@click.option("--preset", "preset_dir", default=None, help="The preset whose base and encoders the arms train on [default: the shipped miniworld].")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--shipped", is_flag=True, help="Evaluate the preset's own adapter as flexip-s51 (no training).")
+def evidence(workdir, arms, seeds, preset_dir, device, shipped):
+    """Train and evaluate issue 14's arms (FlexIP, the IP-Adapter baseline, ablations) one after another in
+    WORKDIR/arms/ARM-sSEED, each resumable, each evaluated on the validation and the report identities."""
+    from flexip.presets import get_preset
+    from flexip_miniworld.evidence import evaluate_arm, parse_arms, prepare_workdir, train_arm
+
+    chosen = parse_arms(arms)
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise FlexIPInputError(f"--seeds is comma-separated integers, got {seeds!r}") from None
+    preset = Path(preset_dir) if preset_dir else get_preset("miniworld").folder
+    work = Path(workdir)
+    prepare_workdir(work, preset)
+    if shipped:
+        evaluate_arm(work, preset, "flexip", 51, preset / "adapter", device)
+    for arm in chosen:
+        for seed in seed_list:
+            adapter = train_arm(work, arm, seed, device)
+            evaluate_arm(work, preset, arm, seed, adapter, device)
+    click.echo(f"done: {', '.join(chosen)} × seeds {', '.join(map(str, seed_list))} in {work / 'arms'}")

@@ -1,10 +1,11 @@
-"""Measuring the miniworld preset on held-out identities with the independent evaluation encoders.
+"""Measuring a method with one dial on the miniworld's held-out identities with the independent evaluation encoders.
 
-    flexip miniworld evaluate [--preset DIR] [--data runs/miniworld/data] [--subjects 20] [--prompts 8] [--first 0] [--scale 1]
+    flexip miniworld evaluate [--preset DIR] [--method flexip|ip-adapter] [--adapter DIR] [--subjects 20] [--first 0]
 
 For each of N held-out identities from `--first` on (never in the training manifest): its 3 references
-(plain backdrop), P of its test prompts; generated images at γ ∈ {0, 0.25, 0.5, 0.75, 1} and by the
-base model alone (adapter_scale = 0), one noise per (subject, prompt) shared by all six. Scores with
+(plain backdrop), P of its test prompts; generated images at every dial value (`dials.DIAL_VALUES`: the
+11-value sweep 0, 0.1, …, 1 and the quarters of the 5-value sweep; γ for FlexIP, the IP-Adapter scale for
+IP-Adapter) and by the base model alone, one noise per (subject, prompt) shared by all. Scores with
 the preset's eval/clip and eval/dino (trained separately from the encoders the adapter reads):
 
     CLIP-T = cos(image, its prompt)   CLIP-I / DINO-I = mean cos(image, the subject's references)
@@ -31,8 +32,9 @@ from flexip.evaluation import metrics as M
 from flexip.evaluation.intervals import step_intervals
 from flexip.paths import portable_path
 from flexip_miniworld.dataset import load_jsonl
+from flexip_miniworld.dials import DIAL_NAMES, DIAL_VALUES, SWEEP_5, SWEEP_11, make_dial
 
-GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+GAMMAS = SWEEP_5  # the 5-value sweep: its steps get intervals, and the targets read it
 #: Which of a held-out identity's 12 test prompts are used (heldout_prompt_texts order): four
 #: background changes, colour, pattern + background, shape, style + background.
 PROMPT_ORDER = (0, 1, 2, 3, 6, 7, 8, 9, 4, 5, 10, 11)
@@ -118,31 +120,16 @@ def identification(data_dir: Path, heldout: list[dict], clip, dino) -> dict:
 
 @torch.no_grad()
 def render_conditions(
-    pipe, data_dir: Path, row: dict, chosen: list[int], gammas, steps: int, guidance: float, seed: int, scale: float = 1.0
+    dial, data_dir: Path, row: dict, chosen: list[int], values, steps: int, guidance: float, seed: int, dial_name: str = "gamma"
 ) -> tuple[list, list[str], dict[str, list]]:
     """One held-out identity (a heldout.jsonl row) on its test prompts `chosen`: its references, the
-    prompts, and the images of every condition — "base" (no reference), "gamma=g" for each of `gammas`,
-    "real render" (the renderer's own image of each prompt) — all generated from one noise (`seed`);
-    the γ sweep at adapter scale `scale`."""
+    prompts, and the images of every condition — "base" (no reference), f"{dial_name}={v}" for each dial
+    value, "real render" (the renderer's own image of each prompt) — all from one noise (`seed`)."""
     references = [Image.open(data_dir / path).convert("RGB") for path in row["references"]]
     texts = [row["prompts"][k] for k in chosen]
-    gammas = list(gammas)
-    swept = pipe(
-        texts,
-        reference_embeds=pipe.encode_reference(references),
-        gamma=gammas,
-        adapter_scale=scale,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        generator=torch.Generator().manual_seed(seed),
-    ).images  # prompt-major: p0 γ0..γn, p1 ...
-    by_condition = {
-        "base": pipe(
-            texts, adapter_scale=0.0, num_inference_steps=steps, guidance_scale=guidance, generator=torch.Generator().manual_seed(seed)
-        ).images
-    }
-    for g_index, gamma in enumerate(gammas):
-        by_condition[f"gamma={gamma}"] = [swept[p * len(gammas) + g_index] for p in range(len(texts))]
+    by_condition = {"base": dial.base(references, texts, steps, guidance, seed)}
+    for value, images in dial.sweep(references, texts, list(values), steps, guidance, seed).items():
+        by_condition[f"{dial_name}={value}"] = images
     by_condition["real render"] = [Image.open(data_dir / row["targets"][k]).convert("RGB") for k in chosen]
     return references, texts, by_condition
 
@@ -160,28 +147,31 @@ def evaluate(
     log=print,
     first: int = 0,
     scale: float = 1.0,
+    method: str = "flexip",
+    adapter_dir: Path | None = None,
+    dial_values=DIAL_VALUES,
 ) -> dict:
     """Held-out identities `first` … `first + subjects - 1` (0-19: the report; VALIDATION_FIRST onwards:
-    validation) × `prompts` prompts; identity i's noise is seeded with `seed + i`. `scale` is the adapter
-    scale of the γ sweep (1, the pipeline's default, for the report; other values map the control surface)."""
+    validation) × `prompts` prompts; identity i's noise is seeded with `seed + i`. `method` and `adapter_dir`
+    (default: the preset's FlexIP adapter) pick what is measured (`dials`); `scale` is FlexIP's adapter scale
+    during its γ sweep (1, the pipeline's default, for the report; other values map the control surface)."""
     from flexip.evaluation.backbones import load_clip_embedder, load_dino_embedder
-    from flexip.loading import load_components
-    from flexip.models.adapter import FlexIPAdapter
-    from flexip.pipelines.pipeline_flexip import FlexIPPipeline
 
     preset_dir, data_dir, out_dir = Path(preset_dir), Path(data_dir), Path(out_dir)
     if first < 0 or subjects < 1:
         raise FlexIPInputError(f"need first >= 0 and subjects >= 1, got first={first}, subjects={subjects}")
     if not 0.0 <= scale <= 4.0:
         raise FlexIPInputError(f"the adapter scale must be in [0, 4], got {scale}")
+    dial_values = sorted({float(v) for v in dial_values})
+    if not set(SWEEP_5) <= set(dial_values):
+        raise FlexIPInputError(f"the dial values must include the 5-value sweep {list(SWEEP_5)}, got {dial_values}")
     rows = heldout_rows(data_dir, first, subjects)
     started = time.perf_counter()
-    components = load_components(str(preset_dir / "base"), str(preset_dir / "image_encoder"), str(preset_dir / "dino"))
-    pipe = FlexIPPipeline(**components, adapter=FlexIPAdapter.from_pretrained(str(preset_dir / "adapter")).eval()).to(device)
-    pipe.set_progress_bar_config(disable=True)
+    dial = make_dial(method, preset_dir, adapter_dir, device, scale)
+    name = DIAL_NAMES[method]
     clip = load_clip_embedder(str(preset_dir / "eval" / "clip"), device=device)
     dino = load_dino_embedder(str(preset_dir / "eval" / "dino"), device=device)
-    conditions = ["base"] + [f"gamma={g}" for g in GAMMAS]
+    conditions = ["base"] + [f"{name}={v}" for v in dial_values]
     scores = {c: {"CLIP-T": [], "CLIP-I": [], "DINO-I": []} for c in conditions + ["real render"]}
     # for identification: every image's embeddings and subject, every subject's reference embeddings
     embedded = {c: {"CLIP-I": [], "DINO-I": [], "subject": []} for c in scores}
@@ -189,7 +179,7 @@ def evaluate(
     grid_rows, grid_labels = [], []
     for j, row in enumerate(rows):
         chosen = [PROMPT_ORDER[k] for k in range(prompts)]
-        references, texts, by_condition = render_conditions(pipe, data_dir, row, chosen, GAMMAS, steps, guidance, seed + first + j, scale)
+        references, texts, by_condition = render_conditions(dial, data_dir, row, chosen, dial_values, steps, guidance, seed + first + j, name)
         truths = by_condition["real render"]
         ref_clip, ref_dino = clip.embed_images(references), dino.embed_images(references)
         reference_sets["CLIP-I"].append(ref_clip)
@@ -205,7 +195,7 @@ def evaluate(
             embedded[condition]["subject"] += [j] * len(images)
         if j < 4:
             for p in range(min(3, len(texts))):
-                grid_rows.append([references[0], truths[p], by_condition["base"][p]] + [by_condition[f"gamma={g}"][p] for g in GAMMAS])
+                grid_rows.append([references[0], truths[p], by_condition["base"][p]] + [by_condition[f"{name}={g}"][p] for g in GAMMAS])
                 grid_labels.append(texts[p])
         log(f"[evaluate] {j + 1}/{len(rows)} subjects, {time.perf_counter() - started:.0f} s")
     table = {c: {m: float(torch.tensor(v).mean()) for m, v in values.items()} for c, values in scores.items()}
@@ -215,7 +205,7 @@ def evaluate(
                 torch.cat(values[metric]), torch.tensor(values["subject"]), reference_sets[metric]
             )
     calib = calibration(data_dir, clip, dino)
-    sweep = [f"gamma={g}" for g in GAMMAS]
+    sweep = [f"{name}={g}" for g in GAMMAS]
     subjects_of_cells = torch.tensor(embedded[sweep[0]]["subject"])
     steps_table = {}
     for metric in ("CLIP-T", "CLIP-I", "DINO-I"):
@@ -223,6 +213,9 @@ def evaluate(
         steps_table[metric] = [{"from": a, "to": b, **vars(i)} for a, b, i in zip(GAMMAS, GAMMAS[1:], intervals)]
     result = {
         "preset": portable_path(preset_dir),
+        "method": method,
+        "dial": name,
+        "adapter": portable_path(adapter_dir) if adapter_dir else "preset",
         "subjects": len(rows),
         "first_subject": first,
         "adapter_scale": scale,
@@ -232,9 +225,11 @@ def evaluate(
         "guidance": guidance,
         "seed": seed,
         "gammas": list(GAMMAS),
+        "dial_values": dial_values,
         "scores": table,
         "calibration": calib,
-        "targets": check_targets(table, calib),
+        "targets": check_targets(table, calib, name),
+        "dial_statistics": dial_statistics(table, name, [v for v in SWEEP_11 if v in dial_values], len(rows)),
         "gamma_steps": steps_table,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -245,7 +240,7 @@ def evaluate(
     if grid_rows:
         from flexip.visualization import make_grid
 
-        labels = ["reference", "true render", "base (no ref.)"] + [f"gamma = {g}" for g in GAMMAS]
+        labels = ["reference", "true render", "base (no ref.)"] + [f"{name} = {g}" for g in GAMMAS]
         make_grid(grid_rows, labels, grid_labels, cell=96).save(out_dir / "evaluation_samples.png")
     return result
 
@@ -262,9 +257,9 @@ def plot_curves(result: dict, path: Path) -> Path:
 
     figure = Figure(figsize=(9.6, 3.0))
     axes = figure.subplots(1, len(DIRECTIONS))
-    gammas = result["gammas"]
+    gammas, name = result["gammas"], result.get("dial", "gamma")
     for axis, (metric, direction) in zip(axes, DIRECTIONS.items()):
-        curve = [result["scores"][f"gamma={g}"][metric] for g in gammas]
+        curve = [result["scores"][f"{name}={g}"][metric] for g in gammas]
         steps = result.get("gamma_steps", {}).get(metric)
         for k in range(len(gammas) - 1):
             moved = curve[k + 1] - curve[k]
@@ -280,7 +275,7 @@ def plot_curves(result: dict, path: Path) -> Path:
         for label, value, colour, style in levels:
             axis.axhline(value, color=colour, ls=style, lw=1, label=label)
         axis.set_title(f"{metric} (should {'rise' if direction > 0 else 'fall'})", fontsize=9)
-        axis.set_xlabel("γ", fontsize=8)
+        axis.set_xlabel({"gamma": "γ"}.get(name, name), fontsize=8)
         axis.set_xticks(gammas)
         axis.tick_params(labelsize=7)
     axes[0].legend(fontsize=6, loc="best")
@@ -298,8 +293,9 @@ def _monotone(values: list[float], rising: bool) -> bool:
     return all((b >= a) if rising else (b <= a) for a, b in zip(values, values[1:]))
 
 
-def check_targets(table: dict, calib: dict) -> dict:
-    curve = {m: [table[f"gamma={g}"][m] for g in GAMMAS] for m in ("CLIP-T", "CLIP-I", "DINO-I")}
+def check_targets(table: dict, calib: dict, dial: str = "gamma") -> dict:
+    """The miniworld preset's targets on the 5-value sweep (their names say γ; for IP-Adapter read its scale)."""
+    curve = {m: [table[f"{dial}={g}"][m] for g in GAMMAS] for m in ("CLIP-T", "CLIP-I", "DINO-I")}
     base, real = table["base"]["DINO-I"], calib["real-vs-real"]["DINO-I"]
     closed = (curve["DINO-I"][-1] - base) / (real - base) if real != base else float("nan")
     clip_t_ratio = curve["CLIP-T"][0] / table["base"]["CLIP-T"] if table["base"]["CLIP-T"] else float("nan")
@@ -310,6 +306,37 @@ def check_targets(table: dict, calib: dict) -> dict:
         "DINO-I gap closed at gamma=1 (target >= 0.5)": closed,
         "CLIP-T at gamma=0 / base (target >= 0.9)": clip_t_ratio,
     }
+
+
+#: The metrics whose behaviour along the dial `dial_statistics` reports.
+DIAL_METRICS = ("CLIP-T", "CLIP-I", "DINO-I", "DINO-I identification")
+
+
+def dial_statistics(table: dict, dial: str, values: list[float], subjects: int) -> dict:
+    """Per metric over the 11-value sweep: Spearman ρ with the dial, the largest neighbour step as a share of the
+    curve's range, the control range (dial 1 − dial 0), and the curve itself; plus "both ends": what
+    the dial's two ends keep (issue 14's targets, as ratios the reader compares with the bars)."""
+    from flexip.evaluation.frontier import control_range, largest_step_share, spearman_rho
+
+    out = {"values": list(values)}
+    for metric in DIAL_METRICS:
+        curve = [table[f"{dial}={v}"][metric] for v in values]
+        out[metric] = {
+            "curve": curve,
+            "rho": spearman_rho(curve, values),
+            "largest_step_share": largest_step_share(curve),
+            "control_range": control_range(curve),
+        }
+    five = {m: [table[f"{dial}={v}"][m] for v in GAMMAS] for m in ("CLIP-T", "DINO-I")}
+    real = table["real render"]["DINO-I identification"]
+    out["both ends"] = {
+        "CLIP-T at dial 0 / base": five["CLIP-T"][0] / table["base"]["CLIP-T"],
+        "CLIP-T falls at every step of the 5-value sweep": all(b < a for a, b in zip(five["CLIP-T"], five["CLIP-T"][1:])),
+        "DINO-I rises at every step of the 5-value sweep": all(b > a for a, b in zip(five["DINO-I"], five["DINO-I"][1:])),
+        "DINO id. at dial 0 / chance": table[f"{dial}=0.0"]["DINO-I identification"] * subjects,
+        "DINO id. at dial 1 / true renders'": table[f"{dial}=1.0"]["DINO-I identification"] / real if real else float("nan"),
+    }
+    return out
 
 
 def markdown(result: dict) -> str:
@@ -327,7 +354,11 @@ def markdown(result: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for condition, values in result["scores"].items():
-        name = "base, no reference (adapter_scale = 0)" if condition == "base" else condition.replace("gamma=", "FlexIP γ = ")
+        name = (
+            "base, no reference (adapter_scale = 0)"
+            if condition == "base"
+            else condition.replace("gamma=", "FlexIP γ = ").replace("scale=", "IP-Adapter scale ")
+        )
         if condition == "real render":
             name = "true render of the prompt (real image)"
         found = " | ".join(f"{values[k]:.3f}" if k in values else "—" for k in ("CLIP-I identification", "DINO-I identification"))
@@ -360,6 +391,20 @@ def markdown(result: dict) -> str:
             cells = [f"{s[k]['mean']:+.4f} [{s[k]['low']:+.4f}, {s[k]['high']:+.4f}]" for s in result["gamma_steps"].values()]
             lines.append(f"| γ {step['from']} → {step['to']} | " + " | ".join(cells) + " |")
     lines += ["", "| target | measured |", "|---|---|"]
-    for name, value in result["targets"].items():
+    statistics = result.get("dial_statistics", {})
+    for name, value in {**result["targets"], **statistics.get("both ends", {})}.items():
         lines.append(f"| {name} | {value if isinstance(value, bool) else f'{value:.3f}'} |")
+    if statistics:
+        lines += [
+            "",
+            f"Along the {len(statistics['values'])}-value sweep of the dial ({result.get('dial', 'gamma')} = "
+            f"{statistics['values'][0]:g} … {statistics['values'][-1]:g}): Spearman ρ with the dial, the largest neighbour "
+            "step as a share of the metric's range, and the control range (dial 1 − dial 0).",
+            "",
+            "| metric | ρ | largest step share | control range |",
+            "|---|---|---|---|",
+        ]
+        for metric in DIAL_METRICS:
+            values = statistics[metric]
+            lines.append(f"| {metric} | {values['rho']:+.3f} | {values['largest_step_share']:.3f} | {values['control_range']:+.4f} |")
     return "\n".join(lines) + "\n"

@@ -46,3 +46,31 @@ def test_identity_at_text_takes_the_highest_crossing():
 def test_bad_points_are_clear_errors(points):
     with pytest.raises(FlexIPInputError):
         dominated_area(points, (0, 0))
+
+
+def test_spearman_rho_of_monotone_noisy_and_tied_curves():
+    from flexip.evaluation.frontier import spearman_rho
+
+    assert spearman_rho([0.1, 0.2, 0.5, 0.9]) == pytest.approx(1.0)
+    assert spearman_rho([0.9, 0.5, 0.2, 0.1]) == pytest.approx(-1.0)
+    # one swapped pair among 5: ρ = 1 − 6·Σd²/(n(n²−1)) = 1 − 6·2/120 = 0.9
+    assert spearman_rho([1, 2, 4, 3, 5]) == pytest.approx(0.9)
+    # ties share their mean rank: ranks 1, 2.5, 2.5, 4 against 1..4 → ρ = 4.5 / sqrt(4.5 · 5)
+    assert spearman_rho([0.0, 1.0, 1.0, 2.0]) == pytest.approx(4.5 / (4.5 * 5) ** 0.5)
+    assert spearman_rho([3.0, 1.0, 2.0], dial=[0.0, 1.0, 0.5]) == pytest.approx(-1.0)  # against the dial's own order
+
+
+def test_step_share_and_control_range_on_known_curves():
+    from flexip.evaluation.frontier import control_range, largest_step_share, spearman_rho
+
+    line = [0.1 * k for k in range(11)]
+    assert largest_step_share(line) == pytest.approx(0.1)
+    jump = [0.2] * 5 + [0.7] * 6  # all of the change in one step
+    assert largest_step_share(jump) == pytest.approx(1.0)
+    assert largest_step_share([0.0, 0.3, 0.2, 1.0]) == pytest.approx(0.8)
+    assert control_range([0.3, 0.5, 0.45]) == pytest.approx(0.15)
+    assert control_range([0.8, 0.1]) == pytest.approx(-0.7)
+    assert largest_step_share([0.4, 0.4, 0.4]) != largest_step_share([0.4, 0.4, 0.4])  # nan: a flat curve has no range
+    assert spearman_rho([0.4, 0.4]) != spearman_rho([0.4, 0.4])
+    with pytest.raises(FlexIPInputError):
+        control_range([0.5])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -82,6 +83,57 @@ def test_cli_reads_folders_and_labels(tmp_path):
     out = runner.invoke(miniworld_group, ["compare", str(tmp_path / "a"), "--label", "x", "--label", "y"])
     assert isinstance(out.exception, FlexIPInputError)
     out = runner.invoke(miniworld_group, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--label", "x", "--label", "x"])
-    assert isinstance(out.exception, FlexIPInputError) and "labels must differ" in str(out.exception)
+    assert out.exit_code == 0, out.output  # one label twice: two seeds of one method, numbered in the per-run table
+    assert "| x #1 | 20–39 |" in out.output and "| x #2 | 0–19 |" in out.output
     out = runner.invoke(miniworld_group, ["compare", str(tmp_path / "a"), str(tmp_path / "b" / "evaluation.json")])
     assert out.exit_code == 0 and f"| {tmp_path.name}/a |" in out.output and f"| {tmp_path.name}/b |" in out.output
+
+
+def swept(dial, clip_t, dino_i, identified, seed_shift=0.0):
+    """A result with the 11-value sweep (values 0, 0.1, …, 1: the curves are given at every value)."""
+    from flexip_miniworld.dials import SWEEP_11
+    from flexip_miniworld.evaluate import dial_statistics
+
+    scores = {
+        f"{dial}={v}": {"CLIP-T": t, "CLIP-I": 0.3, "DINO-I": d + seed_shift, "DINO-I identification": i}
+        for v, t, d, i in zip(SWEEP_11, clip_t, dino_i, identified)
+    }
+    for v in (0.25, 0.75):
+        scores[f"{dial}={v}"] = dict(scores[f"{dial}={round(v, 1)}"])
+    scores["base"] = {"CLIP-T": 0.8, "CLIP-I": 0.3, "DINO-I": 0.2, "DINO-I identification": 0.05}
+    scores["real render"] = {"CLIP-T": 0.8, "CLIP-I": 0.4, "DINO-I": 0.6, "DINO-I identification": 0.4}
+    return {"dial": dial, "subjects": 20, "first_subject": 0, "scores": scores, "dial_statistics": dial_statistics(scores, dial, list(SWEEP_11), 20)}
+
+
+def test_method_statistics_on_hand_made_frontiers():
+    from flexip_miniworld.compare import method_statistics, method_table
+
+    flat = [0.1] * 11
+    # FlexIP: text 0.8 → 0.7 while DINO-I 0.3 → 0.5, linearly; IP-Adapter: text 0.8 → 0.6, DINO-I 0.2 → 0.4
+    flexip = [swept("gamma", np.linspace(0.8, 0.7, 11), np.linspace(0.3, 0.5, 11), flat, shift) for shift in (0.0, 0.02)]
+    ip = [swept("scale", np.linspace(0.8, 0.6, 11), np.linspace(0.2, 0.4, 11), flat)]
+    stats = method_statistics({"FlexIP": flexip, "IP-Adapter": ip})
+    reference = stats["_reference"]
+    assert reference["lowest CLIP-T"] == pytest.approx(0.6) and reference["base DINO-I"] == pytest.approx(0.2)
+    assert reference["CLIP-T level"] == pytest.approx(0.6)
+
+    # a straight falling line from (0.8, a) to (0.7, b) above (0.6, 0.2): the staircase of its 11 points
+    def staircase(x0, x1, y0, y1):
+        xs, ys = np.linspace(x0, x1, 11), np.linspace(y0, y1, 11)
+        return sum((x - 0.6) * (y - (ys[k - 1] if k else 0.2)) for k, (x, y) in enumerate(zip(xs, ys)))
+
+    mean, sd, n = stats["FlexIP"]["area DINO-I"]
+    assert n == 2 and mean == pytest.approx((staircase(0.8, 0.7, 0.3, 0.5) + staircase(0.8, 0.7, 0.32, 0.52)) / 2)
+    assert stats["IP-Adapter"]["area DINO-I"][0] == pytest.approx(staircase(0.8, 0.6, 0.2, 0.4))
+    assert sd > 0 and stats["IP-Adapter"]["area DINO-I"][1] == 0.0
+    # FlexIP never goes down to IP-Adapter's scale-1 text (0.6): its least-text point (0.7, 0.5 / 0.52) stands in
+    assert stats["FlexIP"]["DINO-I at the reference CLIP-T"][0] == pytest.approx(0.51)
+    assert stats["IP-Adapter"]["DINO-I at the reference CLIP-T"][0] == pytest.approx(0.4)
+    assert stats["FlexIP"]["DINO-I rho"][0] == pytest.approx(1.0) and stats["FlexIP"]["CLIP-T rho"][0] == pytest.approx(-1.0)
+    assert stats["FlexIP"]["DINO-I largest_step_share"][0] == pytest.approx(0.1)
+    assert stats["IP-Adapter"]["DINO-I control_range"][0] == pytest.approx(0.2)
+    # defaults: FlexIP γ = 0.5 (0.75, 0.41), IP-Adapter scale 1 (0.6, 0.4): FlexIP wins text and DINO-I, CLIP-I and
+    # identification tie (1.5 each): mRank (1 + 1.5 + 1 + 1.5) / 4 = 1.25 against 1.75
+    table = method_table({"FlexIP": flexip, "IP-Adapter": ip})
+    assert "| FlexIP | 1.25 | 0.7500 | 0.3000 | 0.4100 | 0.1000 |" in table
+    assert "| IP-Adapter | 1.75 | 0.6000 | 0.3000 | 0.4000 | 0.1000 |" in table

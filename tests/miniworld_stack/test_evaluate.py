@@ -12,6 +12,7 @@ from PIL import Image
 
 from flexip.errors import FlexIPInputError
 from flexip.presets import get_preset, is_preset
+from flexip_miniworld.dials import DIAL_VALUES
 from flexip_miniworld.evaluate import GAMMAS, VALIDATION_FIRST, check_targets, evaluate, markdown, plot_curves
 
 
@@ -57,7 +58,8 @@ def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
         first=1,
     )
     assert result["images_per_condition"] == 4 and result["first_subject"] == 1
-    assert set(result["scores"]) == {"base", "real render", *(f"gamma={g}" for g in GAMMAS)}
+    assert set(result["scores"]) == {"base", "real render", *(f"gamma={g}" for g in DIAL_VALUES)}  # the 11-value sweep and the quarters
+    assert len(DIAL_VALUES) == 13 and set(GAMMAS) <= set(DIAL_VALUES)
     for values in result["scores"].values():
         assert all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in values.values())
         assert values["DINO-I identification"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # 4 images per condition
@@ -80,6 +82,7 @@ def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
         steps=2,
         log=lambda message: None,
         scale=0.0,
+        dial_values=GAMMAS,
     )
     assert off["adapter_scale"] == 0.0
     assert all(math.isclose(off["scores"][f"gamma={g}"][m], off["scores"]["base"][m], abs_tol=1e-4) for g in GAMMAS for m in off["scores"]["base"])

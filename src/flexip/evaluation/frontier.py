@@ -7,6 +7,14 @@ points, both higher-is-better (e.g. CLIP-T on x, DINO-I on y), one point per dia
 - **identity at a text level**: where the curve (the points in dial order, joined by straight segments)
   crosses a given text score, its identity score there (the highest crossing if it crosses several times);
   None if the curve never reaches that text score.
+
+And of one metric along the dial (a curve: the metric at each dial value, in dial order):
+
+- **Spearman ρ** with the dial: the Pearson correlation of the ranks (ties share their mean rank); 1 for a
+  curve that only rises, −1 for one that only falls;
+- **largest neighbour step share**: the largest |m[k+1] − m[k]| as a share of the curve's range
+  (max − min); 1/(n − 1) for a straight line over n values, 1 for a curve that jumps all at once;
+- **control range**: the metric at the last dial value minus at the first.
 """
 
 from __future__ import annotations
@@ -49,3 +57,45 @@ def identity_at_text(points: Sequence[Sequence[float]], text: float) -> float | 
             crossings.append(y0 if x1 == x0 else y0 + (y1 - y0) * (text - x0) / (x1 - x0))
     crossings += [y for x, y in array if x == text]
     return max(crossings) if crossings else None
+
+
+def _curve(values: Sequence[float]) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1 or len(array) < 2 or not np.isfinite(array).all():
+        raise FlexIPInputError(f"a dial curve is at least two finite numbers, one per dial value; got {list(np.ravel(array))[:6]}")
+    return array
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    for value in np.unique(values):  # ties share the mean of the ranks they span
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman_rho(curve: Sequence[float], dial: Sequence[float] | None = None) -> float:
+    """Spearman's ρ of the metric with the dial (`dial` defaults to 0, 1, 2, …); nan for a flat curve."""
+    values = _curve(curve)
+    positions = np.arange(len(values), dtype=float) if dial is None else _curve(dial)
+    if len(positions) != len(values):
+        raise FlexIPInputError(f"{len(values)} metric values for {len(positions)} dial values")
+    a, b = _ranks(values), _ranks(positions)
+    a, b = a - a.mean(), b - b.mean()
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def largest_step_share(curve: Sequence[float]) -> float:
+    """The largest neighbour step |m[k+1] − m[k]| as a share of the curve's range; nan for a flat curve."""
+    values = _curve(curve)
+    span = values.max() - values.min()
+    return float(np.abs(np.diff(values)).max() / span) if span > 0 else float("nan")
+
+
+def control_range(curve: Sequence[float]) -> float:
+    """The metric at the dial's last value minus at its first."""
+    values = _curve(curve)
+    return float(values[-1] - values[0])

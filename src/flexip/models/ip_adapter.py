@@ -114,6 +114,31 @@ def resampler_state_dict(image_proj: dict[str, torch.Tensor]) -> dict[str, torch
     return converted
 
 
+def official_resampler_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `resampler_state_dict`: diffusers' `IPAdapterPlusImageProjection` keys → the official ones
+    (to_k and to_v stacked back into one to_kv)."""
+    feed_forward = {"ff.0": "1.0", "ff.1.net.0.proj": "1.1", "ff.1.net.2": "1.3"}
+    attention = {"ln0": "0.norm1", "ln1": "0.norm2", "attn.to_q": "0.to_q", "attn.to_out.0": "0.to_out"}
+    converted = {}
+    for key, value in state.items():
+        match = re.fullmatch(r"layers\.(\d+)\.(.+)\.(weight|bias)", key)
+        if match is None:
+            converted[key] = value
+            continue
+        block, name, kind = match.groups()
+        if name == "attn.to_v":
+            continue  # joined with to_k below
+        if name == "attn.to_k":
+            converted[f"layers.{block}.0.to_kv.{kind}"] = torch.cat([value, state[f"layers.{block}.attn.to_v.{kind}"]], dim=0)
+        elif name in feed_forward:
+            converted[f"layers.{block}.{feed_forward[name]}.{kind}"] = value
+        elif name in attention:
+            converted[f"layers.{block}.{attention[name]}.{kind}"] = value
+        else:
+            raise CheckpointError(f"unexpected resampler key {key}")
+    return converted
+
+
 def ip_adapter_layers(unet: nn.Module, ip_adapter: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Layer name → (to_k_ip, to_v_ip) weights: the k-th cross-attention layer of `unet` (in the order of
     `unet.attn_processors`, motion modules left out) holds the checkpoint's `ip_adapter.{2k+1}` entry."""

@@ -105,7 +105,9 @@ def checkpoint_problem(path: Path) -> str | None:
                 return f"{name} is damaged ({error})"
     adapter = path / "adapter"
     if adapter.is_dir():
-        missing = [name for name in ("config.json", "flexip_adapter.safetensors") if not (adapter / name).is_file()]
+        flexip = [name for name in ("config.json", "flexip_adapter.safetensors") if not (adapter / name).is_file()]
+        ip_adapter = [name for name in ("ip_adapter_config.json", "ip-adapter-plus.safetensors") if not (adapter / name).is_file()]
+        missing = flexip if len(flexip) <= len(ip_adapter) else ip_adapter  # a FlexIP adapter, or the IP-Adapter baseline
         if missing:
             return f"adapter/ lacks {', '.join(missing)}"
     return None

@@ -32,11 +32,22 @@ def place_components(components: dict, device: torch.device, dtype: torch.dtype)
             value.to(device=device, dtype=dtype)
 
 
-def build_adapter(model: ModelConfig, components: dict, seed: int) -> FlexIPAdapter:
+def build_adapter(model: ModelConfig, components: dict, seed: int):
     """A fresh adapter for the base UNet (deterministic for a seed), or `model.init_adapter` loaded: a FlexIP
     adapter folder, or an IP-Adapter checkpoint file in the official layout (a warm start,
-    `FlexIPAdapter.from_ip_adapter`: at γ = 1 it starts as that IP-Adapter)."""
+    `FlexIPAdapter.from_ip_adapter`: at γ = 1 it starts as that IP-Adapter). With `model.method: ip-adapter`,
+    a fresh IP-Adapter Plus (the baseline) instead."""
     unet = components["unet"]
+    if model.method == "ip-adapter":
+        from flexip.models.ip_adapter_plus import IPAdapterPlus
+
+        image_default, _ = default_encoders(model.base)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            adapter = IPAdapterPlus.from_unet(
+                unet, components["image_encoder"].config.hidden_size, image_encoder=model.image_encoder or image_default, **model.ip_adapter
+            )
+        return adapter.to(dtype=torch.float32).train()
     if model.init_adapter is not None and is_ip_adapter_file(model.init_adapter):
         adapter = warm_start_from_ip_adapter(model, components)
     elif model.init_adapter is not None:

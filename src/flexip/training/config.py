@@ -38,6 +38,9 @@ ADAPTER_OVERRIDES = (
     "dino_layer",
 )
 MODALITIES = ("image", "video")
+#: what `model.method: ip-adapter` may set under `model.ip_adapter` (IP-Adapter Plus: resampler queries and width)
+IP_ADAPTER_OVERRIDES = ("num_tokens", "hidden_dims")
+METHODS = ("flexip", "ip-adapter")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -64,9 +67,28 @@ class ModelConfig:
     # how a fresh adapter's personalization values V'_pers start: "copy" of the text V (SPEC §1; at
     # γ = 0 the text pathway then starts doubled) or "zero" (the branch starts silent: γ = 0 == base)
     personalization_init: str = "copy"
+    # what trains: "flexip" (the two-branch adapter) or "ip-adapter" (the IP-Adapter Plus baseline, diffusers'
+    # classes, one scale, saved in IP-Adapter's layout; models/ip_adapter_plus.py); everything else is shared
+    method: str = "flexip"
+    ip_adapter: dict[str, Any] = field(default_factory=dict)  # IP-Adapter Plus sizes, e.g. {num_tokens: 16, hidden_dims: 64}
 
     def __post_init__(self):
         _check(bool(self.base.strip()), "model.base must name a base model")
+        _check(self.method in METHODS, f"model.method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        unknown = sorted(set(self.ip_adapter) - set(IP_ADAPTER_OVERRIDES))
+        _check(not unknown, f"model.ip_adapter: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(IP_ADAPTER_OVERRIDES)}")
+        for key, value in self.ip_adapter.items():
+            _check(
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                f"model.ip_adapter.{key} must be a positive integer, got {value!r}",
+            )
+        _check(not self.ip_adapter or self.method == "ip-adapter", "model.ip_adapter applies to model.method: ip-adapter only")
+        hidden = self.ip_adapter.get("hidden_dims", 64)
+        _check(hidden % 64 == 0, f"model.ip_adapter.hidden_dims must be a multiple of 64 (diffusers' resampler head size), got {hidden}")
+        _check(
+            self.method == "flexip" or self.init_adapter is None,
+            "model.init_adapter warm-starts a FlexIP adapter; model.method ip-adapter starts fresh",
+        )
         unknown = sorted(set(self.adapter) - set(ADAPTER_OVERRIDES))
         _check(not unknown, f"model.adapter: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(ADAPTER_OVERRIDES)}")
         for key, value in self.adapter.items():
@@ -153,6 +175,18 @@ class GateConfig:
 
     def ranges(self) -> dict[str, tuple[float, float]]:
         return {"image": self.image_range, "video": self.video_range}
+
+
+def flexip_only_settings(config) -> list[str]:
+    """The settings of `config` that only FlexIP reads, where they differ from the defaults (an IP-Adapter run
+    ignores them: it has no gate, no personalization branch and no DINO tokens)."""
+    model, defaults = config.model, ModelConfig()
+    found = [f"model.{key}" for key in ("adapter", "personalization_init") if getattr(model, key) != getattr(defaults, key)]
+    if config.gate != GateConfig():
+        found.append("gate")
+    if config.optim.personalization_lr_scale != 1.0:
+        found.append("optim.personalization_lr_scale")
+    return found
 
 
 @dataclass

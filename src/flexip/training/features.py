@@ -39,6 +39,7 @@ class Features:
     modalities: list[str]
     subject_masks: torch.Tensor | None = None  # (batch, 1, h, w) target subject coverage; None: no masks
     pooled_text_embeds: torch.Tensor | None = None  # (batch, pooled_dim): SDXL's pooled text; None for SD1.5
+    clip_tokens: torch.Tensor | None = None  # (batch, tokens, clip_hidden): the reference's CLIP hidden states (IP-Adapter Plus)
 
     def __len__(self) -> int:
         return self.latents.shape[0]
@@ -55,6 +56,7 @@ class Features:
             list(self.modalities),
             move(self.subject_masks),
             move(self.pooled_text_embeds),
+            move(self.clip_tokens),
         )
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -62,6 +64,10 @@ class Features:
             from flexip.errors import FlexIPInputError
 
             raise FlexIPInputError("the feature cache does not store SDXL's pooled text embeddings: train an SDXL base without cache.path")
+        if self.clip_tokens is not None:
+            from flexip.errors import FlexIPInputError
+
+            raise FlexIPInputError("the feature cache does not store CLIP hidden states: train model.method ip-adapter without cache.path")
         masks = self.subject_masks if self.subject_masks is not None else torch.zeros(len(self), 1, *self.latents.shape[2:])
         return {
             "latents": self.latents,
@@ -75,7 +81,7 @@ class Features:
 class FeatureEncoder:
     """Holds the frozen vae, text encoder and reference encoders; owns no weights."""
 
-    def __init__(self, components: dict, resolution: int, dino_layer: int = -1):
+    def __init__(self, components: dict, resolution: int, dino_layer: int = -1, clip_hidden_layer: int | None = None):
         self.vae = components["vae"]
         self.text_encoders = [components[name] for name in ("text_encoder", "text_encoder_2") if components.get(name) is not None]
         self.tokenizers = [components[name] for name in ("tokenizer", "tokenizer_2") if components.get(name) is not None]
@@ -87,6 +93,7 @@ class FeatureEncoder:
             components["dino_encoder"],
             components["dino_processor"],
             dino_layer=dino_layer,
+            clip_hidden_layer=clip_hidden_layer,
         )
 
     @torch.no_grad()
@@ -133,23 +140,35 @@ class FeatureEncoder:
         return torch.cat(hidden, dim=-1), pooled
 
     @torch.no_grad()
-    def encode_references(self, images: list) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.reference_encoder.encode_images(list(images))
+    def encode_references(self, images: list):
+        """ReferenceEmbeds, one row per image (with `clip_tokens` when the encoder keeps a CLIP hidden layer)."""
+        return self.reference_encoder.encode_each(list(images))
+
+    @torch.no_grad()
+    def empty_image_tokens(self) -> torch.Tensor:
+        """(1, tokens, clip_hidden): the CLIP hidden states of an all-zero pixel input, the "no image" of IP-Adapter
+        (diffusers' pipelines encode the unconditional image as `zeros_like` of the processed reference)."""
+        encoder = self.reference_encoder.image_encoder
+        size = encoder.config.image_size
+        parameter = next(encoder.parameters())
+        pixels = torch.zeros(1, 3, size, size, device=parameter.device, dtype=parameter.dtype)
+        return encoder(pixel_values=pixels, output_hidden_states=True).hidden_states[self.reference_encoder.clip_hidden_layer]
 
     def __call__(self, batch: dict) -> Features:
         """A batch from `collate_samples` (lists of PIL images and captions) → Features."""
-        clip_embeds, dino_tokens = self.encode_references(batch["reference"])
+        references = self.encode_references(batch["reference"])
         latents = self.encode_targets(batch["target"])
         masks = batch.get("target_mask") or [None] * len(latents)
         text_embeds, pooled = self.encode_prompts(list(batch["caption"]))
         return Features(
             latents=latents,
             text_embeds=text_embeds,
-            clip_embeds=clip_embeds,
-            dino_tokens=dino_tokens,
+            clip_embeds=references.clip_embeds,
+            dino_tokens=references.dino_tokens,
             modalities=list(batch["modality"]),
             subject_masks=self.encode_masks(masks, tuple(latents.shape[2:])).to(latents),
             pooled_text_embeds=pooled,
+            clip_tokens=references.clip_tokens,
         )
 
 

@@ -38,6 +38,7 @@ class FlexIPTrainingModel(nn.Module):
         dino_tokens: torch.Tensor,  # (batch, patches, dino_dim)
         gamma: torch.Tensor,  # (batch,) on the CPU
         added_cond_kwargs: dict[str, torch.Tensor] | None = None,  # SDXL: {"text_embeds": (batch, pooled), "time_ids": (batch, 6)}
+        clip_tokens: torch.Tensor | None = None,  # CLIP hidden states: only the IP-Adapter baseline reads them
     ) -> torch.Tensor:
         pres_tokens = self.adapter.preservation_tokens(clip_embeds, dino_tokens)
         pers_tokens = self.adapter.personalization_tokens(text_embeds, clip_embeds)
@@ -54,3 +55,28 @@ class FlexIPTrainingModel(nn.Module):
     def attach_adapter(self) -> None:
         if not self.injection.active:
             self.injection = inject_adapter(self.unet, self.adapter)
+
+
+class IPAdapterTrainingModel(nn.Module):
+    """The same for the IP-Adapter Plus baseline: the UNet with diffusers' IP-Adapter processors and image
+    projection installed, at its one scale (1). It reads the CLIP hidden states of the reference
+    (`clip_tokens`); the FlexIP inputs (c_cls, DINO tokens, γ) are accepted and unused."""
+
+    def __init__(self, unet: nn.Module, adapter):
+        super().__init__()
+        self.unet = unet
+        self.adapter = adapter
+        adapter.attach(unet)
+
+    def forward(self, noisy_latents, timesteps, text_embeds, clip_embeds, dino_tokens, gamma, added_cond_kwargs=None, clip_tokens=None):
+        if clip_tokens is None:
+            raise ValueError("the IP-Adapter reads the reference's CLIP hidden states (clip_tokens)")
+        # (batch, 1 image, tokens, width): the layout diffusers' pipelines pass to the image projection
+        extra = {**(added_cond_kwargs or {}), "image_embeds": [clip_tokens.unsqueeze(1)]}
+        return self.unet(noisy_latents, timesteps, encoder_hidden_states=text_embeds, added_cond_kwargs=extra).sample
+
+    def detach_adapter(self) -> None:
+        self.adapter.detach(self.unet)
+
+    def attach_adapter(self) -> None:
+        self.adapter.attach(self.unet)

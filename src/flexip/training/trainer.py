@@ -28,6 +28,7 @@ import torch
 from flexip.data import ModalityMixSampler, collate_samples
 from flexip.errors import CheckpointError, FlexIPError, FlexIPInputError
 from flexip.models.adapter import WEIGHTS_NAME
+from flexip.models.ip_adapter_plus import WEIGHTS_NAME as IP_WEIGHTS_NAME
 from flexip.training import checkpointing as ckpt
 from flexip.training.batches import BatchStream, epoch_draws
 from flexip.training.components import (
@@ -40,11 +41,11 @@ from flexip.training.components import (
     native_resolution,
     place_components,
 )
-from flexip.training.config import TrainConfig
+from flexip.training.config import TrainConfig, flexip_only_settings
 from flexip.training.ema import EMA
 from flexip.training.features import FeatureEncoder, Features, added_conditions
 from flexip.training.gate_sampling import apply_dropout, sample_dropout, sample_gammas
-from flexip.training.model import FlexIPTrainingModel
+from flexip.training.model import FlexIPTrainingModel, IPAdapterTrainingModel
 from flexip.training.objective import add_noise, noise_schedule, per_sample_mse, prediction_target, sample_timesteps
 from flexip.training.runtime import flat_hparams, learning_rate, log_file, make_accelerator, parameter_groups
 from flexip.training.tracking import RunningStats, format_skips, reduce_skips, step_generator
@@ -73,7 +74,11 @@ class Trainer:
         checkpoint = self._checkpoint_to_resume(resume)
         # 2. frozen components, the adapter, the objective
         self.components = load_frozen_components(cfg.model)
+        self.is_ip_adapter = cfg.model.method == "ip-adapter"
+        if self.is_ip_adapter and cfg.cache.path is not None:
+            raise FlexIPInputError("the feature cache does not store CLIP hidden states: train model.method ip-adapter without cache.path")
         adapter = build_adapter(cfg.model, self.components, cfg.runtime.seed)
+        dino_layer = -1 if self.is_ip_adapter else adapter.config.dino_layer
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.runtime.mixed_precision, torch.float32)
         place_components(self.components, accelerator.device, self.weight_dtype)
         self.resolution = cfg.data.resolution or native_resolution(self.components)
@@ -82,20 +87,22 @@ class Trainer:
             self.components["unet"].enable_gradient_checkpointing()
         alphas_cumprod, self.prediction_type = noise_schedule(self.components["scheduler"].config)
         self.alphas_cumprod = alphas_cumprod.to(accelerator.device)
-        self.encoder = FeatureEncoder(self.components, self.resolution, adapter.config.dino_layer)
+        self.encoder = FeatureEncoder(self.components, self.resolution, dino_layer, clip_hidden_layer=-2 if self.is_ip_adapter else None)
         self.empty_text, empty_pooled = self.encoder.encode_prompts([""])  # (1, seq, dim): a dropped caption
+        self.empty_image_tokens = self.encoder.empty_image_tokens().float() if self.is_ip_adapter else None  # a dropped reference
         self.empty_text = self.empty_text.float()
         self.empty_pooled = None if empty_pooled is None else empty_pooled.float()  # SDXL's pooled text of a dropped caption
         # 3. batches: encoded on the fly, or read from the feature cache
-        self.stream = self._batch_stream(adapter.config.dino_layer)
+        self.stream = self._batch_stream(dino_layer)
         # 4. the trainable model and its optimizer (only the adapter's parameters)
         optimizer = torch.optim.AdamW(
-            parameter_groups(adapter, cfg.optim.personalization_lr_scale),
+            parameter_groups(adapter, 1.0 if self.is_ip_adapter else cfg.optim.personalization_lr_scale),
             lr=cfg.optim.lr,
             betas=cfg.optim.betas,
             weight_decay=cfg.optim.weight_decay,
         )
-        self.model, self.optimizer = accelerator.prepare(FlexIPTrainingModel(self.components["unet"], adapter), optimizer)
+        model_class = IPAdapterTrainingModel if self.is_ip_adapter else FlexIPTrainingModel
+        self.model, self.optimizer = accelerator.prepare(model_class(self.components["unet"], adapter), optimizer)
         self.adapter = accelerator.unwrap_model(self.model).adapter
         self.ema = EMA(self.adapter, cfg.runtime.ema_decay) if cfg.runtime.ema_decay else None
         self.step, self.skipped, self._pending_skips, self.stats = 0, Counter(), Counter(), RunningStats()
@@ -103,6 +110,9 @@ class Trainer:
         if checkpoint is not None:
             self._load_checkpoint(checkpoint)
         self.validation_cases = None
+        ignored = flexip_only_settings(cfg) if self.is_ip_adapter else []
+        if ignored:
+            self._warning("model.method ip-adapter trains at one scale without a gate or personalization branch; ignored: %s", ", ".join(ignored))
 
     # ---- setup helpers ----------------------------------------------------------------------------
     def _info(self, message: str, *args) -> None:
@@ -168,7 +178,11 @@ class Trainer:
         noisy = add_noise(self.alphas_cumprod, features.latents, noise, timesteps)
         target = prediction_target(self.prediction_type, self.alphas_cumprod, features.latents, noise, timesteps)
         extra = added_conditions(features, self.empty_pooled, masks.drop_text, self.resolution)  # SDXL's pooled text and time ids
-        prediction = self.model(noisy, timesteps, text, clip, dino, gammas, extra)
+        tokens = None
+        if self.empty_image_tokens is not None:  # IP-Adapter: a dropped reference reads as the encoded zero image
+            dropped = masks.drop_image.to(device).view(-1, 1, 1)
+            tokens = torch.where(dropped, self.empty_image_tokens.to(features.clip_tokens), features.clip_tokens)
+        prediction = self.model(noisy, timesteps, text, clip, dino, gammas, extra, clip_tokens=tokens)
         weights = None
         if cfg.optim.subject_loss_weight > 0 and features.subject_masks is not None:
             weights = 1.0 + cfg.optim.subject_loss_weight * features.subject_masks
@@ -300,6 +314,8 @@ class Trainer:
         """Render the validation grid (main process) with the weights a checkpoint would ship."""
         from flexip.training.validation import validate
 
+        if self.is_ip_adapter:
+            return None  # the validation grid is a γ sweep of FlexIPPipeline; evaluate an IP-Adapter with `flexip miniworld evaluate`
         return validate(self)
 
     # ---- checkpoints --------------------------------------------------------------------------------
@@ -360,8 +376,15 @@ class Trainer:
 
         state_dir = checkpoint / ckpt.STATE_DIR
         state = ckpt.load_trainer_state(checkpoint)
-        raw = state_dir / "adapter.safetensors" if state["ema"] else checkpoint / "adapter" / WEIGHTS_NAME
-        self.adapter.load_adapter_state_dict(load_file(str(raw)))
+        if state["ema"] and self.is_ip_adapter:  # the raw weights under their module names, not the shipped layout
+            self.adapter.load_state_dict(load_file(str(state_dir / "adapter.safetensors")), strict=True)
+        else:
+            raw = (
+                state_dir / "adapter.safetensors"
+                if state["ema"]
+                else checkpoint / "adapter" / (IP_WEIGHTS_NAME if self.is_ip_adapter else WEIGHTS_NAME)
+            )
+            self.adapter.load_adapter_state_dict(load_file(str(raw)))
         optimizer_state = ckpt.load_state_tree(state_dir, "optimizer")
         if len(optimizer_state["param_groups"]) != len(self.optimizer.param_groups):
             raise CheckpointError(

@@ -1,0 +1,122 @@
+"""Issue 14's training arms: FlexIP, the IP-Adapter baseline and the ablations, one budget, several seeds.
+
+    flexip miniworld evidence runs/evidence --arms flexip,ip-adapter-image --seeds 52,53
+
+Every arm is the miniworld adapter stage's config (`configs/adapter.yaml`: data, resolution 32, 4000 steps,
+batch 16, AdamW at 2e-3 cosine) with the overrides below; only what the arm is about changes. WORKDIR is
+prepared from a preset (its base, image encoder and DINO; the world's data re-rendered, hash-checked
+against the preset's manifest), so an arm needs no rebuilt stack. Each (arm, seed) trains in
+WORKDIR/arms/ARM-sSEED (resumed from its newest checkpoint if one is there) and is then evaluated on the
+validation identities (20–39) and the report's (0–19): ARM-sSEED/validation, ARM-sSEED/report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from flexip.errors import FlexIPInputError
+
+#: arm → (what it is, the overrides of configs/adapter.yaml). The shipped preset's adapter is `flexip` at seed 51.
+ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "flexip": ("FlexIP as shipped: modality-aware gate, personalization from zero at lr × 0.1", ()),
+    "ip-adapter-image": (
+        "IP-Adapter Plus (diffusers' classes), one scale, image samples only: how IP-Adapter is trained",
+        ("model.method=ip-adapter", "model.ip_adapter={num_tokens: 16, hidden_dims: 64}", "data.mix={image: 1.0, video: 0.0}"),
+    ),
+    "ip-adapter-full": (
+        "IP-Adapter Plus on FlexIP's image + video data (data matched)",
+        ("model.method=ip-adapter", "model.ip_adapter={num_tokens: 16, hidden_dims: 64}"),
+    ),
+    "uniform-gate": ("ablation (a): both modalities γ ~ U[0, 1]", ("gate.image_range=[0.0, 1.0]", "gate.video_range=[0.0, 1.0]")),
+    "image-only": ("ablation (b): image samples only", ("data.mix={image: 1.0, video: 0.0}",)),
+    "no-personalization": ("ablation (d): the personalization branch stays silent (lr × 0)", ("optim.personalization_lr_scale=0.0",)),
+}
+SPLITS = {"validation": 20, "report": 0}  # first held-out identity of each range (20 identities each)
+
+
+def method_of(arm: str) -> str:
+    return "ip-adapter" if arm.startswith("ip-adapter") else "flexip"
+
+
+def parse_arms(text: str) -> list[str]:
+    arms = [a.strip() for a in text.split(",") if a.strip()]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown or not arms:
+        raise FlexIPInputError(f"unknown arm(s) {', '.join(unknown) or '(none)'}; arms: {', '.join(ARMS)}")
+    return arms
+
+
+def prepare_workdir(work: Path, preset_dir: Path, log=print) -> None:
+    """WORKDIR/data (the world re-rendered; its hash must be the preset's), base, clip/image_encoder, dino/model."""
+    from flexip_miniworld.stack.backgrounds import masked_manifest
+    from flexip_miniworld.stack.build import BuildSettings, build
+    from flexip_miniworld.stack.common import data_hash
+
+    work, preset_dir = Path(work), Path(preset_dir)
+    if not (work / "data" / "manifest.jsonl").is_file():
+        log("[evidence] rendering the miniworld data")
+        build(BuildSettings(workdir=work, stages=("data",)))
+    expected = json.loads((preset_dir / "manifest.json").read_text())["stages"]["data"]["data_hash"]
+    if data_hash(work / "data") != expected:
+        raise FlexIPInputError(f"{work / 'data'} is not the data the preset was trained on (its hash differs from {preset_dir / 'manifest.json'})")
+    for source, target in (("base", "base"), ("image_encoder", "clip/image_encoder"), ("dino", "dino/model")):
+        if not (work / target).is_dir():
+            shutil.copytree(preset_dir / source, work / target)
+    masked_manifest(work / "data", work / "cache")
+
+
+def train_arm(work: Path, arm: str, seed: int, device: str = "cpu", log=print) -> Path:
+    """Train (or finish) ARM at SEED; returns its final adapter folder."""
+    from flexip.training import Trainer, load_config
+    from flexip_miniworld.stack.adapter import CONFIG, overrides
+
+    run = Path(work) / "arms" / f"{arm}-s{seed}"
+    if (run / "adapter").is_dir() and (run / "done.json").is_file():
+        log(f"[evidence] {run.name}: trained before")
+        return run / "adapter"
+    settings = overrides(work, 4000, device, (*ARMS[arm][1], f"runtime.seed={seed}"))
+    settings = [s for s in settings if not s.startswith("logging.output_dir=")] + [f"logging.output_dir={run}"]
+    started = time.perf_counter()
+    result = Trainer(load_config(CONFIG, settings), resume="latest").train()
+    from flexip.atomic import write_json
+
+    write_json(
+        run / "done.json",
+        {
+            "arm": arm,
+            "seed": seed,
+            "steps": result.step,
+            "seconds_last_sitting": round(time.perf_counter() - started, 1),
+            "overrides": list(ARMS[arm][1]),
+        },
+    )
+    log(f"[evidence] {run.name}: trained to step {result.step} in {time.perf_counter() - started:.0f} s")
+    return result.adapter_dir
+
+
+def evaluate_arm(work: Path, preset_dir: Path, arm: str, seed: int, adapter_dir: Path | None, device: str = "cpu", log=print) -> dict:
+    from flexip_miniworld.evaluate import evaluate
+
+    run = Path(work) / "arms" / f"{arm}-s{seed}"
+    results = {}
+    for split, first in SPLITS.items():
+        out = run / split
+        if (out / "evaluation.json").is_file():
+            results[split] = json.loads((out / "evaluation.json").read_text())
+            continue
+        log(f"[evidence] {run.name}: evaluating the {split} identities")
+        results[split] = evaluate(
+            preset_dir,
+            Path(work) / "data",
+            out,
+            subjects=20,
+            first=first,
+            device=device,
+            method=method_of(arm),
+            adapter_dir=adapter_dir,
+            log=lambda m: None,
+        )
+    return results
