@@ -271,7 +271,13 @@ def compare(evaluations, labels, plot_path, out_path):
 @click.option("--preset", "preset_dir", default=None, help="The preset whose base and encoders the arms train on [default: the shipped miniworld].")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--shipped", is_flag=True, help="Evaluate the preset's own adapter as flexip-s51 (no training).")
-def evidence(workdir, arms, seeds, preset_dir, device, shipped):
+@click.option(
+    "--only",
+    type=click.Choice(["train", "evaluate"]),
+    default=None,
+    help="Only train (e.g. to evaluate in another process), or only evaluate runs already trained [default: both, run by run].",
+)
+def evidence(workdir, arms, seeds, preset_dir, device, shipped, only):
     """Train and evaluate issue 14's arms (FlexIP, the IP-Adapter baseline, ablations) one after another in
     WORKDIR/arms/ARM-sSEED, each resumable, each evaluated on the validation and the report identities."""
     from flexip.presets import get_preset
@@ -289,6 +295,10 @@ def evidence(workdir, arms, seeds, preset_dir, device, shipped):
         evaluate_arm(work, preset, "flexip", 51, preset / "adapter", device)
     for arm in chosen:
         for seed in seed_list:
-            adapter = train_arm(work, arm, seed, device)
-            evaluate_arm(work, preset, arm, seed, adapter, device)
+            run = work / "arms" / f"{arm}-s{seed}"
+            if only == "evaluate" and not (run / "done.json").is_file():
+                raise FlexIPInputError(f"{run} has not finished training; run without --only evaluate first")
+            adapter = run / "adapter" if only == "evaluate" else train_arm(work, arm, seed, device)
+            if only != "train":
+                evaluate_arm(work, preset, arm, seed, adapter, device)
     click.echo(f"done: {', '.join(chosen)} × seeds {', '.join(map(str, seed_list))} in {work / 'arms'}")

@@ -117,6 +117,6 @@ def evaluate_arm(work: Path, preset_dir: Path, arm: str, seed: int, adapter_dir:
             device=device,
             method=method_of(arm),
             adapter_dir=adapter_dir,
-            log=lambda m: None,
+            log=log,
         )
     return results
