@@ -65,25 +65,15 @@ class FlexIPDial:
 
 class IPAdapterDial:
     def __init__(self, preset_dir: Path, adapter_dir: Path, device: str):
-        from diffusers import StableDiffusionPipeline
-
-        from flexip.loading import load_components
+        from flexip.evaluation.baselines import load_ip_adapter_pipeline
         from flexip.models.ip_adapter_plus import CONFIG_NAME, WEIGHTS_NAME
 
         if adapter_dir is None or not (Path(adapter_dir) / WEIGHTS_NAME).is_file():
             raise FlexIPInputError(
                 f"--method ip-adapter needs --adapter: a folder with {WEIGHTS_NAME} and {CONFIG_NAME} (written by flexip train model.method=ip-adapter)"
             )
-        components = load_components(str(preset_dir / "base"), str(preset_dir / "image_encoder"), str(preset_dir / "dino"))
-        self.pipe = StableDiffusionPipeline(
-            **{key: components[key] for key in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")},
-            image_encoder=components["image_encoder"],
-            feature_extractor=components["feature_extractor"],
-            safety_checker=None,
-            requires_safety_checker=False,
-        ).to(device)
-        self.pipe.load_ip_adapter(str(adapter_dir), subfolder="", weight_name=WEIGHTS_NAME, image_encoder_folder=None)
-        self.pipe.set_progress_bar_config(disable=True)
+        base, encoder = str(preset_dir / "base"), str(preset_dir / "image_encoder")
+        self.pipe = load_ip_adapter_pipeline(base, str(adapter_dir), "", WEIGHTS_NAME, device, image_encoder=encoder)
 
     @torch.no_grad()
     def base(self, references: list, texts: list[str], steps: int, guidance: float, seed: int) -> list:

@@ -31,8 +31,11 @@ def load_ip_adapter_pipeline(
     weight_name: str = DEFAULT_IP_ADAPTER_WEIGHTS,
     device: str | None = None,
     dtype: str | None = None,
+    image_encoder: str | None = None,
 ):
-    """A `StableDiffusionPipeline` with IP-Adapter loaded (`load_ip_adapter`, image encoder included)."""
+    """A `StableDiffusionPipeline` with IP-Adapter loaded (`load_ip_adapter`, image encoder included). The image
+    encoder comes from the checkpoint's `image_encoder/` (diffusers' default) unless `image_encoder` names a
+    CLIP vision folder or preset id (e.g. "miniworld:image_encoder" for the baseline `flexip train` writes)."""
     from diffusers import StableDiffusionPipeline
 
     from flexip.devices import resolve_device
@@ -41,7 +44,13 @@ def load_ip_adapter_pipeline(
     torch_dtype = pipeline_dtype(dtype, device)
     try:
         pipe = StableDiffusionPipeline.from_pretrained(base_model, torch_dtype=torch_dtype, safety_checker=None)
-        pipe.load_ip_adapter(ip_adapter, subfolder=subfolder, weight_name=weight_name)
+        if image_encoder is None:
+            pipe.load_ip_adapter(ip_adapter, subfolder=subfolder, weight_name=weight_name)
+        else:
+            from flexip.loading import encoder_components
+
+            pipe.register_modules(**encoder_components("image_encoder", image_encoder, torch_dtype))
+            pipe.load_ip_adapter(ip_adapter, subfolder=subfolder, weight_name=weight_name, image_encoder_folder=None)
     except (OSError, ValueError) as error:
         raise FlexIPInputError(f"could not load the IP-Adapter baseline ({base_model} + {ip_adapter}/{subfolder}/{weight_name}): {error}") from None
     pipe.set_progress_bar_config(disable=True)
