@@ -32,6 +32,7 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "uniform-gate": ("ablation (a): both modalities γ ~ U[0, 1]", ("gate.image_range=[0.0, 1.0]", "gate.video_range=[0.0, 1.0]")),
     "image-only": ("ablation (b): image samples only", ("data.mix={image: 1.0, video: 0.0}",)),
+    "no-dino": ("ablation (c): no DINO detail tokens: C_pres is the 4 CLIP global tokens alone", ("model.adapter.num_queries=0",)),
     "no-personalization": ("ablation (d): the personalization branch stays silent (lr × 0)", ("optim.personalization_lr_scale=0.0",)),
 }
 SPLITS = {"validation": 20, "report": 0}  # first held-out identity of each range (20 identities each)
