@@ -2,7 +2,8 @@
 model as FlexIP, its one dial (the scale) swept beside FlexIP's γ on the same reference, prompt, settings and
 noise. The evaluation's `IPAdapterMethod` runs it, exactly as `flexip eval run --method ip-adapter` does.
 
-Nothing ships an IP-Adapter for the miniworld yet, so without `--ip-adapter` the tab says what to load.
+Without `--ip-adapter` the tab uses the baseline a preset ships beside its adapter (`ip_adapter/`, trained by
+`flexip train model.method=ip-adapter`; the image encoder named in its config), else it says what to load.
 """
 
 from __future__ import annotations
@@ -42,15 +43,20 @@ class Baseline:
 
     @classmethod
     def load(cls, base: str, path: str | os.PathLike, device: str = "auto") -> Baseline:
+        import json
+
         from flexip.evaluation.baselines import IPAdapterMethod
+        from flexip.models.ip_adapter_plus import CONFIG_NAME
 
         weights = Path(path)
         if not weights.is_file():
             raise FlexIPInputError(
                 f"IP-Adapter weights not found: {weights} (expected a local .safetensors or .bin file; its image encoder in image_encoder/ beside it)"
             )
+        config = weights.parent / CONFIG_NAME  # written beside the weights by `flexip train model.method=ip-adapter`
+        encoder = json.loads(config.read_text()).get("image_encoder") if config.is_file() else None
         method = IPAdapterMethod.from_pretrained(
-            base_folder(base), ip_adapter=str(weights.parent), subfolder="", weight_name=weights.name, device=device
+            base_folder(base), ip_adapter=str(weights.parent), subfolder="", weight_name=weights.name, device=device, image_encoder=encoder
         )
         return cls(method, str(weights))
 

@@ -45,7 +45,7 @@ def serve(blocks, host: str, port: int, out, css: str = "", blocked=(), what: st
     "ip_adapter",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="IP-Adapter weights (diffusers' format, image encoder in image_encoder/ beside them) on the same base: fills the Compare tab.",
+    help="IP-Adapter weights (diffusers' format, image encoder in image_encoder/ beside them) on the same base: fills the Compare tab. Default: the baseline the preset ships (miniworld: ip_adapter/), if any.",
 )
 @click.option(
     "--study", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A study file from `flexip study create`: fills the Study tab."
@@ -75,9 +75,12 @@ def studio(base, adapter, ip_adapter, study, host, port, out_dir, device, thread
     from flexip.app.session import Session
     from flexip.app.studio import CSS, build_studio
     from flexip.app.study.store import StudyStore
+    from flexip.presets import get_preset, is_preset
 
     store = StudyStore(study) if study is not None else None
     session = Session.load(base, adapter, device, out)
+    if ip_adapter is None and is_preset(session.base):
+        ip_adapter = get_preset(session.base).ip_adapter_file  # the baseline the preset ships, if any
     baseline = Baseline.load(session.base, ip_adapter, device) if ip_adapter is not None else None
     warning = exposure_warning(host)
     if warning:

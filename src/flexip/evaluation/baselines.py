@@ -86,8 +86,9 @@ class IPAdapterMethod:
         weight_name: str = DEFAULT_IP_ADAPTER_WEIGHTS,
         device: str | None = None,
         dtype: str | None = None,
+        image_encoder: str | None = None,
     ) -> IPAdapterMethod:
-        pipe = load_ip_adapter_pipeline(base_model, ip_adapter, subfolder, weight_name, device, dtype)
+        pipe = load_ip_adapter_pipeline(base_model, ip_adapter, subfolder, weight_name, device, dtype, image_encoder)
         description = {
             "base_model": base_model,
             "ip_adapter": f"{ip_adapter}/{subfolder}/{weight_name}",

@@ -69,6 +69,12 @@ class Preset:
         return self.folder / "adapter" if (self.folder / "adapter").is_dir() else None
 
     @property
+    def ip_adapter_file(self) -> Path | None:
+        """The IP-Adapter baseline shipped beside the preset's adapter (official layout), if any."""
+        path = self.folder / "ip_adapter" / "ip-adapter-plus.safetensors"
+        return path if path.is_file() else None
+
+    @property
     def adapter_defaults(self) -> dict:
         """FlexIPAdapter settings a fresh adapter for this base takes unless told otherwise (tiny widths, ...)."""
         return dict(self.manifest.get("adapter_defaults", {}))
