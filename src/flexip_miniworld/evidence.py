@@ -34,6 +34,13 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "image-only": ("ablation (b): image samples only", ("data.mix={image: 1.0, video: 0.0}",)),
     "no-dino": ("ablation (c): no DINO detail tokens: C_pres is the 4 CLIP global tokens alone", ("model.adapter.num_queries=0",)),
     "no-personalization": ("ablation (d): the personalization branch stays silent (lr × 0)", ("optim.personalization_lr_scale=0.0",)),
+    # recipe candidates for "both ends keep the subject": the personalization branch must learn identity from the
+    # video samples (γ < 0.5) without the text pathway doubling at γ = 0
+    "pers-full-rate": ("recipe: personalization from zero at the full learning rate", ("optim.personalization_lr_scale=1.0",)),
+    "pers-copy": (
+        "recipe: the SPEC's personalization (V'_pers a copy of V) at the full rate",
+        ("model.personalization_init=copy", "optim.personalization_lr_scale=1.0"),
+    ),
 }
 SPLITS = {"validation": 20, "report": 0}  # first held-out identity of each range (20 identities each)
 

@@ -1,0 +1,40 @@
+"""Issue 14's arms are valid configs that differ from the shipped adapter config only in what they are about."""
+
+from __future__ import annotations
+
+import pytest
+
+from flexip.errors import FlexIPInputError
+from flexip.training import load_config
+from flexip_miniworld.evidence import ARMS, method_of, parse_arms
+from flexip_miniworld.stack.adapter import CONFIG
+
+
+def _config(arm: str):
+    return load_config(CONFIG, list(ARMS[arm][1]))
+
+
+def test_every_arm_is_a_valid_config_on_the_shipped_budget():
+    shipped = load_config(CONFIG).to_dict()
+    for arm in ARMS:
+        config = _config(arm).to_dict()
+        # same budget everywhere: steps, batch, optimizer, resolution
+        for key in ("max_steps", "batch_size", "lr", "lr_schedule", "warmup_steps", "weight_decay", "grad_clip"):
+            assert config["optim"][key] == shipped["optim"][key], (arm, key)
+        assert config["data"]["resolution"] == shipped["data"]["resolution"] == 32
+        assert config["model"]["method"] == method_of(arm)
+
+
+def test_the_arms_change_what_they_name():
+    assert _config("flexip").to_dict() == load_config(CONFIG).to_dict()
+    assert _config("ip-adapter-image").data.mix == {"image": 1.0, "video": 0.0}
+    assert _config("ip-adapter-full").data.mix == load_config(CONFIG).data.mix
+    assert _config("uniform-gate").gate.ranges() == {"image": (0.0, 1.0), "video": (0.0, 1.0)}
+    assert _config("no-dino").model.adapter["num_queries"] == 0
+    assert _config("no-personalization").optim.personalization_lr_scale == 0.0
+
+
+def test_unknown_arms_are_named():
+    assert parse_arms("flexip, no-dino") == ["flexip", "no-dino"]
+    with pytest.raises(FlexIPInputError, match="unknown arm.*ip_adapter"):
+        parse_arms("flexip,ip_adapter")
