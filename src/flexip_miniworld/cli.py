@@ -277,11 +277,17 @@ def compare(evaluations, labels, plot_path, out_path):
     default=None,
     help="Only train (e.g. to evaluate in another process), or only evaluate runs already trained [default: both, run by run].",
 )
-def evidence(workdir, arms, seeds, preset_dir, device, shipped, only):
+@click.option(
+    "--collect",
+    "collect_dir",
+    default=None,
+    help="Afterwards copy every finished run's evaluations, loss curve and adapter here (e.g. docs/results/evidence).",
+)
+def evidence(workdir, arms, seeds, preset_dir, device, shipped, only, collect_dir):
     """Train and evaluate issue 14's arms (FlexIP, the IP-Adapter baseline, ablations) one after another in
     WORKDIR/arms/ARM-sSEED, each resumable, each evaluated on the validation and the report identities."""
     from flexip.presets import get_preset
-    from flexip_miniworld.evidence import evaluate_arm, parse_arms, prepare_workdir, train_arm
+    from flexip_miniworld.evidence import collect, evaluate_arm, evaluate_shipped, parse_arms, prepare_workdir, train_arm
 
     chosen = parse_arms(arms)
     try:
@@ -292,7 +298,7 @@ def evidence(workdir, arms, seeds, preset_dir, device, shipped, only):
     work = Path(workdir)
     prepare_workdir(work, preset)
     if shipped:
-        evaluate_arm(work, preset, "flexip", 51, preset / "adapter", device)
+        evaluate_shipped(work, preset, device)
     for arm in chosen:
         for seed in seed_list:
             run = work / "arms" / f"{arm}-s{seed}"
@@ -301,4 +307,6 @@ def evidence(workdir, arms, seeds, preset_dir, device, shipped, only):
             adapter = run / "adapter" if only == "evaluate" else train_arm(work, arm, seed, device)
             if only != "train":
                 evaluate_arm(work, preset, arm, seed, adapter, device)
+    if collect_dir:
+        collect(work, Path(collect_dir))
     click.echo(f"done: {', '.join(chosen)} × seeds {', '.join(map(str, seed_list))} in {work / 'arms'}")

@@ -128,3 +128,41 @@ def evaluate_arm(work: Path, preset_dir: Path, arm: str, seed: int, adapter_dir:
             log=log,
         )
     return results
+
+
+def collect(work: Path, into: Path, log=print) -> list[str]:
+    """Copy every finished run's record into `into` (the repository's docs/results/evidence): per run its
+    validation.json and report.json (the evaluations), done.json, the loss curve and the trained adapter, so
+    the tables and plots can be remade, and the runs re-evaluated, without training again."""
+    from flexip.atomic import atomic_directory, write_json
+    from flexip.training.checkpointing import latest_checkpoint, load_trainer_state
+
+    collected = []
+    for run in sorted((Path(work) / "arms").glob("*-s*")):
+        if not (run / "done.json").is_file() or not all((run / split / "evaluation.json").is_file() for split in SPLITS):
+            continue
+        with atomic_directory(Path(into) / run.name) as staging:
+            for split in SPLITS:
+                shutil.copy(run / split / "evaluation.json", staging / f"{split}.json")
+            shutil.copy(run / "done.json", staging / "done.json")
+            checkpoint = latest_checkpoint(run)
+            if checkpoint is not None:
+                write_json(staging / "loss_curve.json", load_trainer_state(checkpoint).get("loss_curve", []))
+            if (run / "adapter").is_dir():  # the shipped adapter (flexip-s51) stays in the preset
+                shutil.copytree(run / "adapter", staging / "adapter")
+        collected.append(run.name)
+        log(f"[evidence] collected {run.name}")
+    return collected
+
+
+def evaluate_shipped(work: Path, preset_dir: Path, device: str = "cpu", log=print) -> dict:
+    """The preset's own adapter is the `flexip` arm at seed 51: evaluated as run flexip-s51."""
+    from flexip.atomic import write_json
+    from flexip.paths import portable_path
+
+    run = Path(work) / "arms" / "flexip-s51"
+    results = evaluate_arm(work, preset_dir, "flexip", 51, Path(preset_dir) / "adapter", device, log)
+    write_json(
+        run / "done.json", {"arm": "flexip", "seed": 51, "steps": 4000, "adapter": portable_path(Path(preset_dir) / "adapter"), "overrides": []}
+    )
+    return results

@@ -38,3 +38,24 @@ def test_unknown_arms_are_named():
     assert parse_arms("flexip, no-dino") == ["flexip", "no-dino"]
     with pytest.raises(FlexIPInputError, match="unknown arm.*ip_adapter"):
         parse_arms("flexip,ip_adapter")
+
+
+def test_collect_copies_finished_runs_only(tmp_path):
+    import json
+
+    from flexip_miniworld.evidence import collect
+
+    for name, finished in (("flexip-s52", True), ("ip-adapter-image-s51", False)):
+        run = tmp_path / "work" / "arms" / name
+        for split in ("validation", "report"):
+            (run / split).mkdir(parents=True)
+            (run / split / "evaluation.json").write_text(json.dumps({"split": split, "run": name}))
+        (run / "adapter").mkdir()
+        (run / "adapter" / "weights.safetensors").write_bytes(b"w")
+        if finished:
+            (run / "done.json").write_text(json.dumps({"arm": "flexip", "seed": 52}))
+    assert collect(tmp_path / "work", tmp_path / "out", log=lambda m: None) == ["flexip-s52"]
+    out = tmp_path / "out" / "flexip-s52"
+    assert json.loads((out / "report.json").read_text()) == {"split": "report", "run": "flexip-s52"}
+    assert (out / "adapter" / "weights.safetensors").read_bytes() == b"w" and (out / "done.json").is_file()
+    assert not (tmp_path / "out" / "ip-adapter-image-s51").exists()  # still training: nothing to record
