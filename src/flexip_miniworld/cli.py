@@ -283,7 +283,8 @@ def compare(evaluations, labels, plot_path, out_path):
     default=None,
     help="Afterwards copy every finished run's evaluations, loss curve and adapter here (e.g. docs/results/evidence).",
 )
-def evidence(workdir, arms, seeds, preset_dir, device, shipped, only, collect_dir):
+@click.option("--split", "split", type=click.Choice(["validation", "report"]), default=None, help="Evaluate on this range only [default: both].")
+def evidence(workdir, arms, seeds, preset_dir, device, shipped, only, collect_dir, split):
     """Train and evaluate issue 14's arms (FlexIP, the IP-Adapter baseline, ablations) one after another in
     WORKDIR/arms/ARM-sSEED, each resumable, each evaluated on the validation and the report identities."""
     from flexip.presets import get_preset
@@ -306,7 +307,7 @@ def evidence(workdir, arms, seeds, preset_dir, device, shipped, only, collect_di
                 raise FlexIPInputError(f"{run} has not finished training; run without --only evaluate first")
             adapter = run / "adapter" if only == "evaluate" else train_arm(work, arm, seed, device)
             if only != "train":
-                evaluate_arm(work, preset, arm, seed, adapter, device)
+                evaluate_arm(work, preset, arm, seed, adapter, device, splits=(split,) if split else ("validation", "report"))
     if collect_dir:
         collect(work, Path(collect_dir))
     click.echo(f"done: {', '.join(chosen)} × seeds {', '.join(map(str, seed_list))} in {work / 'arms'}")

@@ -105,12 +105,14 @@ def train_arm(work: Path, arm: str, seed: int, device: str = "cpu", log=print) -
     return result.adapter_dir
 
 
-def evaluate_arm(work: Path, preset_dir: Path, arm: str, seed: int, adapter_dir: Path | None, device: str = "cpu", log=print) -> dict:
+def evaluate_arm(
+    work: Path, preset_dir: Path, arm: str, seed: int, adapter_dir: Path | None, device: str = "cpu", log=print, splits=tuple(SPLITS)
+) -> dict:
     from flexip_miniworld.evaluate import evaluate
 
     run = Path(work) / "arms" / f"{arm}-s{seed}"
     results = {}
-    for split, first in SPLITS.items():
+    for split, first in ((name, SPLITS[name]) for name in splits):
         out = run / split
         if (out / "evaluation.json").is_file():
             results[split] = json.loads((out / "evaluation.json").read_text())
