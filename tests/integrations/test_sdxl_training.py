@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from flexip import FlexIP, FlexIPAdapter
+from flexip.errors import FlexIPInputError
 from flexip.testing import TINY_ADAPTER_CONFIG
 from tests.training.conftest import _reset_accelerate, make_config, write_dataset
 
@@ -90,3 +91,27 @@ def test_training_fine_tunes_from_an_ip_adapter_checkpoint(tmp_path):
     trainer.train()
     tuned = FlexIPAdapter.from_pretrained(tmp_path / "run" / "adapter")
     assert tuned.preservation.detail_scale.item() != 0.0  # the DINO detail tokens joined in
+
+
+def test_training_fine_tunes_from_an_ip_adapter_plus_checkpoint(tmp_path):
+    """Plus reads the CLIP hidden states of the reference: the trainer encodes them (the penultimate layer, as the
+    pipeline does), and at step 0 the warm-started adapter's loss is that of the checkpoint's resampler."""
+    from flexip.testing import tiny_base_components
+    from flexip.testing.pipelines import tiny_ip_adapter_checkpoint
+    from flexip.training.trainer import Trainer
+
+    unet = tiny_base_components(seed=0)["unet"]
+    checkpoint = tiny_ip_adapter_checkpoint(unet, tmp_path / "ip-adapter-plus_tiny.safetensors", kind="plus", clip_dim=32, num_tokens=4)
+    manifest = write_dataset(tmp_path / "data", images=2, videos=1)
+    config = make_config(manifest, tmp_path / "run", model={"init_adapter": str(checkpoint)}, optim={"batch_size": 2, "max_steps": 2, "lr": 1e-2})
+    trainer = Trainer(config)
+    assert trainer.adapter.reads_clip_tokens and trainer.encoder.reference_encoder.clip_hidden_layer == -2
+    batch = trainer.features(next(trainer.stream))
+    assert batch.clip_tokens is not None and batch.clip_tokens.shape[-1] == 32  # the tiny CLIP's hidden width
+    before = {k: v.clone() for k, v in trainer.adapter.state_dict().items() if k.startswith("preservation.global_tokens")}
+    result = trainer.train()
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    tuned = FlexIPAdapter.from_pretrained(tmp_path / "run" / "adapter")
+    assert any(not torch.equal(before[k], tuned.state_dict()[k]) for k in before)  # the resampler fine-tuned
+    with pytest.raises(FlexIPInputError, match="does not store CLIP hidden states"):
+        Trainer(make_config(manifest, tmp_path / "cached", model={"init_adapter": str(checkpoint)}, cache={"path": str(tmp_path / "c")}))

@@ -88,12 +88,6 @@ def warm_start_from_ip_adapter(model: ModelConfig, components: dict) -> FlexIPAd
         image_encoder=model.image_encoder or image_default,
         dino_encoder=model.dino_encoder or dino_default,
     )
-    if adapter.reads_clip_tokens:
-        raise FlexIPInputError(
-            f"{model.init_adapter} is an IP-Adapter Plus checkpoint: its preservation branch reads CLIP hidden states, which "
-            "flexip train does not encode yet; fine-tune from a base IP-Adapter (ip-adapter_sd15 / ip-adapter_sdxl), or use the "
-            "Plus warm start for inference (FlexIPAdapter.from_ip_adapter)"
-        )
     adapter.check_encoders(components["image_encoder"], components["dino_encoder"])
     return adapter
 

@@ -38,9 +38,9 @@ class FlexIPTrainingModel(nn.Module):
         dino_tokens: torch.Tensor,  # (batch, patches, dino_dim)
         gamma: torch.Tensor,  # (batch,) on the CPU
         added_cond_kwargs: dict[str, torch.Tensor] | None = None,  # SDXL: {"text_embeds": (batch, pooled), "time_ids": (batch, 6)}
-        clip_tokens: torch.Tensor | None = None,  # CLIP hidden states: only the IP-Adapter baseline reads them
+        clip_tokens: torch.Tensor | None = None,  # CLIP hidden states (batch, tokens, width): an IP-Adapter Plus warm start reads them
     ) -> torch.Tensor:
-        pres_tokens = self.adapter.preservation_tokens(clip_embeds, dino_tokens)
+        pres_tokens = self.adapter.preservation_tokens(clip_embeds, dino_tokens, clip_tokens)
         pers_tokens = self.adapter.personalization_tokens(text_embeds, clip_embeds)
         # this step's sampled γ, checked once here; the gate computes every layer's branch weights when it is made
         self.injection.state.conditioning = FlexIPConditioning(pres_tokens, pers_tokens, GateSettings(gamma=gamma))

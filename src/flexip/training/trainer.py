@@ -75,9 +75,14 @@ class Trainer:
         # 2. frozen components, the adapter, the objective
         self.components = load_frozen_components(cfg.model)
         self.is_ip_adapter = cfg.model.method == "ip-adapter"
-        if self.is_ip_adapter and cfg.cache.path is not None:
-            raise FlexIPInputError("the feature cache does not store CLIP hidden states: train model.method ip-adapter without cache.path")
         adapter = build_adapter(cfg.model, self.components, cfg.runtime.seed)
+        # the IP-Adapter baseline and a FlexIP adapter warm-started from IP-Adapter Plus read the CLIP hidden states
+        self.reads_clip_tokens = self.is_ip_adapter or adapter.reads_clip_tokens
+        if self.reads_clip_tokens and cfg.cache.path is not None:
+            raise FlexIPInputError(
+                "the feature cache does not store CLIP hidden states, which this run reads (model.method ip-adapter, or an "
+                "IP-Adapter Plus warm start): train without cache.path"
+            )
         dino_layer = -1 if self.is_ip_adapter else adapter.config.dino_layer
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.runtime.mixed_precision, torch.float32)
         place_components(self.components, accelerator.device, self.weight_dtype)
@@ -87,7 +92,7 @@ class Trainer:
             self.components["unet"].enable_gradient_checkpointing()
         alphas_cumprod, self.prediction_type = noise_schedule(self.components["scheduler"].config)
         self.alphas_cumprod = alphas_cumprod.to(accelerator.device)
-        self.encoder = FeatureEncoder(self.components, self.resolution, dino_layer, clip_hidden_layer=-2 if self.is_ip_adapter else None)
+        self.encoder = FeatureEncoder(self.components, self.resolution, dino_layer, clip_hidden_layer=-2 if self.reads_clip_tokens else None)
         self.empty_text, empty_pooled = self.encoder.encode_prompts([""])  # (1, seq, dim): a dropped caption
         self.empty_image_tokens = self.encoder.empty_image_tokens().float() if self.is_ip_adapter else None  # a dropped reference
         self.empty_text = self.empty_text.float()
@@ -178,10 +183,12 @@ class Trainer:
         noisy = add_noise(self.alphas_cumprod, features.latents, noise, timesteps)
         target = prediction_target(self.prediction_type, self.alphas_cumprod, features.latents, noise, timesteps)
         extra = added_conditions(features, self.empty_pooled, masks.drop_text, self.resolution)  # SDXL's pooled text and time ids
-        tokens = None
-        if self.empty_image_tokens is not None:  # IP-Adapter: a dropped reference reads as the encoded zero image
+        tokens = features.clip_tokens
+        if tokens is not None:  # a dropped reference: as each method's pipeline encodes "no image"
             dropped = masks.drop_image.to(device).view(-1, 1, 1)
-            tokens = torch.where(dropped, self.empty_image_tokens.to(features.clip_tokens), features.clip_tokens)
+            # IP-Adapter: the encoded zero image (diffusers' unconditional); FlexIP: zero features (ReferenceEmbeds.zeros_like)
+            empty = self.empty_image_tokens.to(tokens) if self.empty_image_tokens is not None else torch.zeros_like(tokens)
+            tokens = torch.where(dropped, empty.expand_as(tokens), tokens)
         prediction = self.model(noisy, timesteps, text, clip, dino, gammas, extra, clip_tokens=tokens)
         weights = None
         if cfg.optim.subject_loss_weight > 0 and features.subject_masks is not None:
