@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from flexip import FlexIP, FlexIPAdapter
-from flexip.errors import FlexIPInputError
 from flexip.testing import TINY_ADAPTER_CONFIG
 from tests.training.conftest import _reset_accelerate, make_config, write_dataset
 
@@ -113,5 +112,37 @@ def test_training_fine_tunes_from_an_ip_adapter_plus_checkpoint(tmp_path):
     assert all(torch.isfinite(torch.tensor(result.losses)))
     tuned = FlexIPAdapter.from_pretrained(tmp_path / "run" / "adapter")
     assert any(not torch.equal(before[k], tuned.state_dict()[k]) for k in before)  # the resampler fine-tuned
-    with pytest.raises(FlexIPInputError, match="does not store CLIP hidden states"):
-        Trainer(make_config(manifest, tmp_path / "cached", model={"init_adapter": str(checkpoint)}, cache={"path": str(tmp_path / "c")}))
+    # the feature cache stores the hidden states too: equal to the on-the-fly ones, and the run trains from it
+    _reset_accelerate()
+    cached = make_config(manifest, tmp_path / "cached", model={"init_adapter": str(checkpoint)}, optim={"batch_size": 2, "max_steps": 1})
+    cached.cache.path = str(tmp_path / "cache")
+    _cache_equals_online(cached, "clip_tokens")
+
+
+def _cache_equals_online(config, name: str) -> None:
+    """Build the cache for `config`, check its tensor `name` equals the on-the-fly encoding of the same sample, train a step."""
+    from flexip.training.cache import CachedFeatureDataset, build_cache_for_config
+    from flexip.training.trainer import Trainer
+
+    build_cache_for_config(config, progress=False)
+    cached = CachedFeatureDataset(config.cache.path)
+    assert name in cached.tensor_names
+    trainer = Trainer(config)
+    sample = trainer.dataset[(0, 0)]
+    online = trainer.encoder({key: [sample[key]] for key in ("reference", "target", "caption", "modality", "target_mask")})
+    assert torch.allclose(cached[(0, 0)][name], getattr(online, name)[0], atol=1e-5)
+    result = trainer.train()
+    assert result.step == 1 and np.isfinite(result.losses).all()
+
+
+def test_sdxl_trains_from_the_feature_cache_with_its_pooled_text(tmp_path, sdxl_base, encoders):
+    manifest = write_dataset(tmp_path / "data", images=2, videos=1)
+    config = make_config(
+        manifest,
+        tmp_path / "run",
+        model={"base": str(sdxl_base), **ENCODERS, "adapter": ADAPTER},
+        data={"resolution": 16},
+        optim={"batch_size": 2, "max_steps": 1},
+        cache={"path": str(tmp_path / "cache")},
+    )
+    _cache_equals_online(config, "pooled_text_embeds")

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from flexip.errors import FlexIPInputError
 from flexip.models.ip_adapter_plus import CONFIG_NAME, WEIGHTS_NAME, IPAdapterPlus
+from flexip.training.cache import CachedFeatureDataset, build_cache_for_config
 from flexip.training.trainer import Trainer
 
 IP = {"method": "ip-adapter", "ip_adapter": {"num_tokens": 4, "hidden_dims": 64}}
@@ -97,7 +98,7 @@ def test_the_baseline_resumes_exactly_and_its_folder_round_trips(tmp_path, write
     assert all(torch.equal(back.official_state_dict()[k], a[k]) for k in a)
 
 
-def test_baseline_settings_are_checked_where_they_enter(tmp_path, write_dataset, make_config, caplog):
+def test_baseline_settings_are_checked_where_they_enter(tmp_path, write_dataset, make_config, reset_accelerate, caplog):
     manifest = write_dataset(tmp_path / "data", images=2, videos=0)
     with pytest.raises(FlexIPInputError, match="model.method must be one of flexip, ip-adapter"):
         make_config(manifest, tmp_path / "x", model={"method": "ip_adapter"})
@@ -107,8 +108,11 @@ def test_baseline_settings_are_checked_where_they_enter(tmp_path, write_dataset,
         make_config(manifest, tmp_path / "x", model={"ip_adapter": {"num_tokens": 4}})
     with pytest.raises(FlexIPInputError, match="multiple of 64"):
         Trainer(make_config(manifest, tmp_path / "x", model={"method": "ip-adapter", "ip_adapter": {"hidden_dims": 48}}, data={"mix": {"image": 1}}))
-    with pytest.raises(FlexIPInputError, match="feature cache"):
-        Trainer(make_config(manifest, tmp_path / "y", model=IP, data={"mix": {"image": 1}}, cache={"path": str(tmp_path / "cache")}))
+    cached = make_config(manifest, tmp_path / "y", model=IP, data={"mix": {"image": 1}}, cache={"path": str(tmp_path / "cache")})
+    build_cache_for_config(cached, progress=False)
+    assert "clip_tokens" in CachedFeatureDataset(tmp_path / "cache").tensor_names  # the baseline trains from a cache too
+    assert Trainer(cached).train().step == 4
+    reset_accelerate()
     caplog.set_level("WARNING", logger="flexip")
     Trainer(make_config(manifest, tmp_path / "z", model=IP, data={"mix": {"image": 1}}, gate={"image_range": [0.2, 1.0]}))
     assert "ignored: gate" in caplog.text

@@ -38,7 +38,8 @@ from flexip.training.features import FeatureEncoder, Features
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: + subject_masks
+CACHE_VERSION = 3  # 2: + subject_masks; 3: + the optional tensors a run has (SDXL's pooled text, CLIP hidden states)
+READABLE_VERSIONS = (2, 3)
 INDEX = "index.json"
 TENSOR_NAMES = ("latents", "text_embeds", "clip_embeds", "dino_tokens", "subject_masks")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -113,6 +114,7 @@ def build_feature_cache(
         "entries": writer.entries,
         "shard_size": shard_size,
         "shards": writer.names,
+        "tensors": writer.tensor_names,
         "dtype": dtype,
         "modalities": "".join(m[0] for m in modalities),  # 'i' / 'v' per usable record
         "signature": signature,
@@ -127,13 +129,17 @@ def build_feature_cache(
 class _ShardWriter:
     def __init__(self, folder: Path, shard_size: int, dtype: torch.dtype):
         self.folder, self.shard_size, self.dtype = folder, shard_size, dtype
-        self.rows: dict[str, list[torch.Tensor]] = {name: [] for name in (*TENSOR_NAMES, "record")}
+        self.rows: dict[str, list[torch.Tensor]] = {}
         self.buffered, self.entries, self.names = 0, 0, []
+        self.tensor_names: list[str] | None = None  # fixed by the first batch: every entry has the same tensors
 
     def add(self, features: Features, records: list[int]) -> None:
         tensors = features.tensors()
+        if self.tensor_names is None:
+            self.tensor_names = list(tensors)
+            self.rows = {name: [] for name in (*self.tensor_names, "record")}
         for row in range(len(features)):
-            for name in TENSOR_NAMES:
+            for name in self.tensor_names:
                 self.rows[name].append(tensors[name][row].to(device="cpu", dtype=self.dtype))
             self.rows["record"].append(torch.tensor(records[row], dtype=torch.int64))
             self.buffered += 1
@@ -171,12 +177,13 @@ class CachedFeatureDataset(Dataset):
         if not index_path.is_file():
             raise FlexIPInputError(f"no feature cache at {self.path} (no {INDEX}); build it with `flexip train --config ... --build-cache`")
         self.index = json.loads(index_path.read_text(encoding="utf-8"))
-        if self.index.get("version") != CACHE_VERSION:
+        if self.index.get("version") not in READABLE_VERSIONS:
             raise FlexIPInputError(f"feature cache {self.path} has version {self.index.get('version')}, expected {CACHE_VERSION}; rebuild it")
         names = {"i": "image", "v": "video"}
         self.records = [_Slot(names[code]) for code in self.index["modalities"]]
         self.indices_by_modality = {m: [i for i, r in enumerate(self.records) if r.modality == m] for m in names.values()}
         self.draws, self.shard_size = int(self.index["draws"]), int(self.index["shard_size"])
+        self.tensor_names = list(self.index.get("tensors", TENSOR_NAMES))
         self._handles: dict[int, object] = {}
 
     def __len__(self) -> int:
@@ -204,7 +211,7 @@ class CachedFeatureDataset(Dataset):
         entry = int(slot) * self.draws + int(epoch) % self.draws
         shard, row = divmod(entry, self.shard_size)
         handle = self._handle(shard)
-        sample = {name: handle.get_slice(name)[row : row + 1][0] for name in TENSOR_NAMES}
+        sample = {name: handle.get_slice(name)[row : row + 1][0] for name in self.tensor_names}
         sample.update(modality=self.records[slot].modality, skipped={})
         return sample
 
@@ -223,7 +230,8 @@ class CachedFeatureDataset(Dataset):
 
 def collate_features(samples: list[dict]) -> dict:
     """DataLoader collate for cached samples: stacked tensors, the modality list, no skips."""
-    batch = {name: torch.stack([sample[name] for sample in samples]) for name in TENSOR_NAMES}
+    names = [name for name in samples[0] if name not in ("modality", "skipped")]
+    batch = {name: torch.stack([sample[name] for sample in samples]) for name in names}
     batch["modality"] = [sample["modality"] for sample in samples]
     batch["skipped"] = Counter()
     return batch
@@ -231,7 +239,14 @@ def collate_features(samples: list[dict]) -> dict:
 
 def features_from_cached(batch: dict) -> Features:
     return Features(
-        batch["latents"], batch["text_embeds"], batch["clip_embeds"], batch["dino_tokens"], list(batch["modality"]), batch["subject_masks"]
+        batch["latents"],
+        batch["text_embeds"],
+        batch["clip_embeds"],
+        batch["dino_tokens"],
+        list(batch["modality"]),
+        batch["subject_masks"],
+        pooled_text_embeds=batch.get("pooled_text_embeds"),
+        clip_tokens=batch.get("clip_tokens"),
     )
 
 
@@ -240,6 +255,7 @@ def build_cache_for_config(config, progress: bool = True) -> CacheReport:
     from flexip.training.components import (
         cache_signature,
         check_resolution,
+        clip_hidden_layer,
         data_signature,
         dino_layer,
         load_dataset,
@@ -257,7 +273,7 @@ def build_cache_for_config(config, progress: bool = True) -> CacheReport:
     resolution = config.data.resolution or native_resolution(components)
     check_resolution(resolution, components)
     layer = dino_layer(config.model)
-    encoder = FeatureEncoder(components, resolution, layer)
+    encoder = FeatureEncoder(components, resolution, layer, clip_hidden_layer(config.model))
     report = build_feature_cache(
         encoder,
         dataset,

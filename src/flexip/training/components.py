@@ -131,13 +131,39 @@ def load_dataset(config):
 def cache_signature(config, resolution: int, dino_layer: int) -> dict:
     """What a feature cache must have been built with to be valid for `config`."""
     model = config.model
-    return {
+    signature = {
         "base": model.base,
         "image_encoder": model.image_encoder,
         "dino_encoder": model.dino_encoder,
         "dino_layer": dino_layer,
         "resolution": resolution,
     }
+    layer = clip_hidden_layer(model)
+    if layer is not None:  # only where it matters, so caches of runs without CLIP hidden states still match
+        signature["clip_hidden_layer"] = layer
+    return signature
+
+
+def clip_hidden_layer(model: ModelConfig) -> int | None:
+    """-2 when the run reads the reference's CLIP hidden states (the penultimate layer, as IP-Adapter Plus does): the
+    IP-Adapter baseline, and FlexIP adapters whose preservation branch is a Plus resampler; else None."""
+    import json
+    from pathlib import Path
+
+    from flexip.presets import resolve_preset_id
+
+    if model.method == "ip-adapter":
+        return -2
+    if model.init_adapter is None:
+        return None
+    if is_ip_adapter_file(model.init_adapter):
+        from flexip.models.ip_adapter import ip_adapter_kind, read_ip_adapter
+
+        return -2 if ip_adapter_kind(read_ip_adapter(model.init_adapter)[0]) == "plus" else None
+    config_path = Path(resolve_preset_id(model.init_adapter)) / FlexIPAdapter.config_name
+    if config_path.is_file() and json.loads(config_path.read_text()).get("global_module") == "resampler":
+        return -2
+    return None
 
 
 def data_signature(config) -> dict:

@@ -60,22 +60,24 @@ class Features:
         )
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        if self.pooled_text_embeds is not None:
-            from flexip.errors import FlexIPInputError
-
-            raise FlexIPInputError("the feature cache does not store SDXL's pooled text embeddings: train an SDXL base without cache.path")
-        if self.clip_tokens is not None:
-            from flexip.errors import FlexIPInputError
-
-            raise FlexIPInputError("the feature cache does not store CLIP hidden states: train model.method ip-adapter without cache.path")
+        """What the feature cache stores of a batch: the five tensors every run has, plus SDXL's pooled text and
+        the CLIP hidden states where this batch has them."""
         masks = self.subject_masks if self.subject_masks is not None else torch.zeros(len(self), 1, *self.latents.shape[2:])
-        return {
+        tensors = {
             "latents": self.latents,
             "text_embeds": self.text_embeds,
             "clip_embeds": self.clip_embeds,
             "dino_tokens": self.dino_tokens,
             "subject_masks": masks,
         }
+        for name in OPTIONAL_TENSORS:
+            if getattr(self, name) is not None:
+                tensors[name] = getattr(self, name)
+        return tensors
+
+
+#: Features a run may or may not have (SDXL's pooled text; the CLIP hidden states IP-Adapter Plus reads).
+OPTIONAL_TENSORS = ("pooled_text_embeds", "clip_tokens")
 
 
 class FeatureEncoder:

@@ -78,11 +78,6 @@ class Trainer:
         adapter = build_adapter(cfg.model, self.components, cfg.runtime.seed)
         # the IP-Adapter baseline and a FlexIP adapter warm-started from IP-Adapter Plus read the CLIP hidden states
         self.reads_clip_tokens = self.is_ip_adapter or adapter.reads_clip_tokens
-        if self.reads_clip_tokens and cfg.cache.path is not None:
-            raise FlexIPInputError(
-                "the feature cache does not store CLIP hidden states, which this run reads (model.method ip-adapter, or an "
-                "IP-Adapter Plus warm start): train without cache.path"
-            )
         dino_layer = -1 if self.is_ip_adapter else adapter.config.dino_layer
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.runtime.mixed_precision, torch.float32)
         place_components(self.components, accelerator.device, self.weight_dtype)
