@@ -311,3 +311,27 @@ def evidence(workdir, arms, seeds, preset_dir, device, shipped, only, collect_di
     if collect_dir:
         collect(work, Path(collect_dir))
     click.echo(f"done: {', '.join(chosen)} × seeds {', '.join(map(str, seed_list))} in {work / 'arms'}")
+
+
+@miniworld_group.command("sweep-grid")
+@click.argument("out_png")
+@click.option("--ip-adapter", "ip_adapter", required=True, help="The IP-Adapter folder (flexip train model.method=ip-adapter).")
+@click.option("--adapter", "adapter_dir", default=None, help="A FlexIP adapter folder [default: the preset's].")
+@click.option("--preset", "preset_dir", default=None, help="Preset folder [default: the shipped miniworld].")
+@click.option("--data", "data_dir", default="runs/evidence/data", show_default=True, help="Miniworld data with heldout.jsonl.")
+@click.option("--subjects", default="0,3", show_default=True, help="Held-out identities (comma-separated).")
+def sweep_grid_command(out_png, ip_adapter, adapter_dir, preset_dir, data_dir, subjects):
+    """FlexIP's γ sweep beside IP-Adapter's scale sweep (0, 0.25, 0.5, 0.75, 1) on the same held-out subjects,
+    prompts and noise as the evaluation: one PNG."""
+    from flexip.presets import get_preset
+    from flexip_miniworld.evidence import sweep_grid
+
+    if not str(out_png).lower().endswith(".png"):
+        raise FlexIPInputError(f"OUT_PNG must end in .png, got {out_png}")
+    try:
+        chosen = tuple(int(s) for s in subjects.split(",") if s.strip())
+    except ValueError:
+        raise FlexIPInputError(f"--subjects is comma-separated integers, got {subjects!r}") from None
+    preset = Path(preset_dir) if preset_dir else get_preset("miniworld").folder
+    path = sweep_grid(preset, Path(data_dir), Path(adapter_dir) if adapter_dir else None, Path(ip_adapter), Path(out_png), subjects=chosen)
+    click.echo(f"wrote {path}")

@@ -17,6 +17,8 @@ import shutil
 import time
 from pathlib import Path
 
+from PIL import Image
+
 from flexip.errors import FlexIPInputError
 
 #: arm → (what it is, the overrides of configs/adapter.yaml). The shipped preset's adapter is `flexip` at seed 51.
@@ -168,3 +170,67 @@ def evaluate_shipped(work: Path, preset_dir: Path, device: str = "cpu", log=prin
         run / "done.json", {"arm": "flexip", "seed": 51, "steps": 4000, "adapter": portable_path(Path(preset_dir) / "adapter"), "overrides": []}
     )
     return results
+
+
+def ship_baseline(run: Path, preset_dir: Path, rule: str, log=print) -> Path:
+    """Put the trained IP-Adapter of `run` (WORKDIR/arms/ARM-sSEED) beside the preset's adapter as `ip_adapter/`,
+    naming its image encoder by its place in the preset, and record it (and every file's hash) in the manifest."""
+    from flexip.atomic import atomic_directory, write_json
+    from flexip.hashing import file_sha256
+    from flexip.models.ip_adapter_plus import CONFIG_NAME
+    from flexip_miniworld.stack.ship import SIZE_LIMIT_BYTES
+
+    run, preset_dir = Path(run), Path(preset_dir)
+    done = json.loads((run / "done.json").read_text())
+    if method_of(done["arm"]) != "ip-adapter":
+        raise FlexIPInputError(f"{run} is a {done['arm']} run, not an IP-Adapter")
+    target = preset_dir / "ip_adapter"
+    with atomic_directory(target) as staging:
+        for file in (run / "adapter").iterdir():
+            shutil.copy(file, staging / file.name)
+        config = json.loads((staging / CONFIG_NAME).read_text())
+        config["image_encoder"] = "miniworld:image_encoder"
+        write_json(staging / CONFIG_NAME, config)
+    manifest = json.loads((preset_dir / "manifest.json").read_text())
+    files = {str(p.relative_to(preset_dir)): file_sha256(p) for p in sorted(preset_dir.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    size = sum((preset_dir / name).stat().st_size for name in files)
+    if size > SIZE_LIMIT_BYTES:
+        raise FlexIPInputError(f"with the baseline the preset is {size / 2**20:.1f} MiB; the limit is {SIZE_LIMIT_BYTES / 2**20:.0f} MiB")
+    manifest["files_sha256"], manifest["total_bytes"] = files, size
+    manifest["ip_adapter_baseline"] = {
+        **done,
+        "run": run.name,
+        "chosen_by": rule,
+        "command": f"flexip miniworld evidence WORKDIR --arms {done['arm']} --seeds {done['seed']}",
+    }
+    write_json(preset_dir / "manifest.json", manifest)
+    log(f"[evidence] shipped {run.name} as {target} ({size / 2**20:.2f} MiB preset)")
+    return target
+
+
+def sweep_grid(preset_dir: Path, data_dir: Path, flexip_adapter: Path | None, ip_adapter: Path, out: Path, subjects=(0, 3), prompts=(1, 4)) -> Path:
+    """The picture beside the tables: for each (report identity, prompt) a row of FlexIP's γ sweep and a row of
+    IP-Adapter's scale sweep at the 5 quarter values, from the noise the evaluation gives that identity."""
+    from flexip.atomic import atomic_path
+    from flexip.visualization import make_grid
+    from flexip_miniworld.dials import SWEEP_5, make_dial
+    from flexip_miniworld.evaluate import PROMPT_ORDER, heldout_rows
+
+    dials = {
+        "FlexIP γ": make_dial("flexip", preset_dir, flexip_adapter, "cpu"),
+        "IP-Adapter scale": make_dial("ip-adapter", preset_dir, ip_adapter, "cpu"),
+    }
+    rows, labels = [], []
+    for index in subjects:
+        row = heldout_rows(Path(data_dir), index, 1)[0]
+        references = [Image.open(Path(data_dir) / path).convert("RGB") for path in row["references"]]
+        texts = [row["prompts"][PROMPT_ORDER[k]] for k in prompts]
+        for name, dial in dials.items():
+            swept = dial.sweep(references, texts, list(SWEEP_5), 20, 3.0, index)  # the evaluation's noise: seed 0 + identity index
+            for p, text in enumerate(texts):
+                rows.append([references[0]] + [swept[v][p] for v in SWEEP_5])
+                labels.append(f"{name}: {text}")
+    grid = make_grid(rows, ["reference"] + [f"{v:g}" for v in SWEEP_5], labels, cell=96)
+    with atomic_path(Path(out)) as temporary:
+        grid.save(temporary, format="PNG")
+    return Path(out)
