@@ -135,19 +135,21 @@ def evaluate_arm(
 
 
 def collect(work: Path, into: Path, log=print) -> list[str]:
-    """Copy every finished run's record into `into` (the repository's docs/results/evidence): per run its
-    validation.json and report.json (the evaluations), done.json, the loss curve and the trained adapter, so
-    the tables and plots can be remade, and the runs re-evaluated, without training again."""
+    """Copy every trained run's record into `into` (the repository's docs/results/evidence): per run its
+    validation.json and report.json (the evaluations it has), done.json, the loss curve and the trained adapter,
+    so the tables and plots can be remade, and the runs (re-)evaluated, without training again: copy a record's
+    adapter/ and done.json back to WORKDIR/arms/ARM-sSEED/ and run `evidence --only evaluate`."""
     from flexip.atomic import atomic_directory, write_json
     from flexip.training.checkpointing import latest_checkpoint, load_trainer_state
 
     collected = []
     for run in sorted((Path(work) / "arms").glob("*-s*")):
-        if not (run / "done.json").is_file() or not all((run / split / "evaluation.json").is_file() for split in SPLITS):
-            continue
+        if not (run / "done.json").is_file():
+            continue  # still training: nothing to record
         with atomic_directory(Path(into) / run.name) as staging:
-            for split in SPLITS:
-                shutil.copy(run / split / "evaluation.json", staging / f"{split}.json")
+            for split in SPLITS:  # a run trained but not yet evaluated keeps its adapter, to be evaluated later
+                if (run / split / "evaluation.json").is_file():
+                    shutil.copy(run / split / "evaluation.json", staging / f"{split}.json")
             shutil.copy(run / "done.json", staging / "done.json")
             checkpoint = latest_checkpoint(run)
             if checkpoint is not None:
@@ -217,7 +219,7 @@ def sweep_grid(preset_dir: Path, data_dir: Path, flexip_adapter: Path | None, ip
     from flexip_miniworld.evaluate import PROMPT_ORDER, heldout_rows
 
     dials = {
-        "FlexIP γ": make_dial("flexip", preset_dir, flexip_adapter, "cpu"),
+        "FlexIP gamma": make_dial("flexip", preset_dir, flexip_adapter, "cpu"),
         "IP-Adapter scale": make_dial("ip-adapter", preset_dir, ip_adapter, "cpu"),
     }
     rows, labels = [], []

@@ -5,14 +5,14 @@ gradio_client (and, in test_browser.py, by a headless Chromium). One studio serv
 from __future__ import annotations
 
 import pytest
-from studio_helpers import start_server, stop_server, write_ip_adapter
+from studio_helpers import start_server, stop_server
 
 
 @pytest.fixture(scope="session")
 def studio_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("studio")
-    weights = write_ip_adapter(root / "ip-adapter")
-    # one torch thread: on the shared 2-core machines two threads wait on each other at every small operation
-    server = start_server(["studio", "--ip-adapter", str(weights), "--threads", "1"], cwd=root, out=root / "outputs", name="studio")
+    # no --ip-adapter: the Compare tab takes the IP-Adapter baseline the miniworld preset ships (ip_adapter/).
+    # One torch thread: on the shared 2-core machines two threads wait on each other at every small operation
+    server = start_server(["studio", "--threads", "1"], cwd=root, out=root / "outputs", name="studio")
     yield server
     stop_server(server)

@@ -45,16 +45,18 @@ def test_collect_copies_finished_runs_only(tmp_path):
 
     from flexip_miniworld.evidence import collect
 
-    for name, finished in (("flexip-s52", True), ("ip-adapter-image-s51", False)):
+    for name, finished in (("flexip-s52", True), ("ip-adapter-image-s51", False), ("ip-adapter-full-s51", True)):
         run = tmp_path / "work" / "arms" / name
-        for split in ("validation", "report"):
+        for split in ("validation", "report") if name == "flexip-s52" or not finished else ():
             (run / split).mkdir(parents=True)
             (run / split / "evaluation.json").write_text(json.dumps({"split": split, "run": name}))
-        (run / "adapter").mkdir()
+        (run / "adapter").mkdir(parents=True)
         (run / "adapter" / "weights.safetensors").write_bytes(b"w")
         if finished:
             (run / "done.json").write_text(json.dumps({"arm": "flexip", "seed": 52}))
-    assert collect(tmp_path / "work", tmp_path / "out", log=lambda m: None) == ["flexip-s52"]
+    assert collect(tmp_path / "work", tmp_path / "out", log=lambda m: None) == ["flexip-s52", "ip-adapter-full-s51"]
+    trained_only = tmp_path / "out" / "ip-adapter-full-s51"  # trained, not yet evaluated: its adapter is kept
+    assert (trained_only / "adapter" / "weights.safetensors").is_file() and not (trained_only / "report.json").exists()
     out = tmp_path / "out" / "flexip-s52"
     assert json.loads((out / "report.json").read_text()) == {"split": "report", "run": "flexip-s52"}
     assert (out / "adapter" / "weights.safetensors").read_bytes() == b"w" and (out / "done.json").is_file()

@@ -22,7 +22,7 @@ from flexip.errors import FlexIPInputError
 MISSING = (
     "No IP-Adapter baseline is loaded. Start the studio with `flexip studio --ip-adapter PATH/ip-adapter_sd15.safetensors`: "
     "an IP-Adapter checkpoint in diffusers' format for the same base model, with its CLIP image encoder in "
-    "`PATH/image_encoder/` (for SD1.5: the `models/` folder of `h94/IP-Adapter`). None ships for the miniworld preset yet."
+    "`PATH/image_encoder/` (for SD1.5: the `models/` folder of `h94/IP-Adapter`). The miniworld preset ships one (ip_adapter/)."
 )
 
 
