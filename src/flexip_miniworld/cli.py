@@ -235,6 +235,8 @@ def compare(evaluations, labels, plot_path, out_path):
     """Several `flexip miniworld evaluate` results side by side (each EVALUATION is an --out folder or its
     evaluation.json): the dial's curves, the first CLIP-T step with its interval, targets met; with the 11-value
     sweep, per method (label) the frontier area, ρ, step share, control range over seeds and mRank."""
+    from collections import Counter
+
     from flexip.atomic import write_text
     from flexip_miniworld.compare import comparison_table, load_result, method_table, plot_frontiers
 
@@ -248,10 +250,10 @@ def compare(evaluations, labels, plot_path, out_path):
     groups: dict[str, list[dict]] = {}
     for name, result in zip(names, results):
         groups.setdefault(name, []).append(result)
-    rows = {}
-    for name, result in zip(names, results):
-        runs = groups[name]
-        rows[name if len(runs) == 1 else f"{name} #{sum(1 for key in rows if key.startswith(name + ' #')) + 1}"] = result
+    rows, seen = {}, Counter()
+    for name, result in zip(names, results):  # a label given to several runs (seeds) numbers them
+        seen[name] += 1
+        rows[name if len(groups[name]) == 1 else f"{name} #{seen[name]}"] = result
     text = comparison_table(rows)
     if all("dial_statistics" in r for r in results):
         text += "\n\n" + method_table(groups)

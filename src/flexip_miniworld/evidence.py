@@ -87,8 +87,7 @@ def train_arm(work: Path, arm: str, seed: int, device: str = "cpu", log=print) -
     if (run / "adapter").is_dir() and (run / "done.json").is_file():
         log(f"[evidence] {run.name}: trained before")
         return run / "adapter"
-    settings = overrides(work, 4000, device, (*ARMS[arm][1], f"runtime.seed={seed}"))
-    settings = [s for s in settings if not s.startswith("logging.output_dir=")] + [f"logging.output_dir={run}"]
+    settings = overrides(work, 4000, device, (*ARMS[arm][1], f"runtime.seed={seed}"), output_dir=run)
     started = time.perf_counter()
     result = Trainer(load_config(CONFIG, settings), resume="latest").train()
     from flexip.atomic import write_json
@@ -178,8 +177,8 @@ def ship_baseline(run: Path, preset_dir: Path, rule: str, log=print) -> Path:
     """Put the trained IP-Adapter of `run` (WORKDIR/arms/ARM-sSEED) beside the preset's adapter as `ip_adapter/`,
     naming its image encoder by its place in the preset, and record it (and every file's hash) in the manifest."""
     from flexip.atomic import atomic_directory, write_json
-    from flexip.hashing import file_sha256
     from flexip.models.ip_adapter_plus import CONFIG_NAME
+    from flexip_miniworld.stack.common import folder_hashes
     from flexip_miniworld.stack.ship import SIZE_LIMIT_BYTES
 
     run, preset_dir = Path(run), Path(preset_dir)
@@ -194,7 +193,7 @@ def ship_baseline(run: Path, preset_dir: Path, rule: str, log=print) -> Path:
         config["image_encoder"] = "miniworld:image_encoder"
         write_json(staging / CONFIG_NAME, config)
     manifest = json.loads((preset_dir / "manifest.json").read_text())
-    files = {str(p.relative_to(preset_dir)): file_sha256(p) for p in sorted(preset_dir.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    files = {name: digest for name, digest in folder_hashes(preset_dir).items() if name != "manifest.json"}
     size = sum((preset_dir / name).stat().st_size for name in files)
     if size > SIZE_LIMIT_BYTES:
         raise FlexIPInputError(f"with the baseline the preset is {size / 2**20:.1f} MiB; the limit is {SIZE_LIMIT_BYTES / 2**20:.0f} MiB")

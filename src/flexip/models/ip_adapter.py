@@ -90,10 +90,20 @@ def ip_adapter_kind(image_proj: dict[str, torch.Tensor]) -> str:
     )
 
 
+#: A Plus resampler block's parameters: official name (after `layers.{i}.`) → diffusers' name; to_kv is split apart.
+_RESAMPLER_NAMES = {
+    "0.norm1": "ln0",
+    "0.norm2": "ln1",
+    "0.to_q": "attn.to_q",
+    "0.to_out": "attn.to_out.0",
+    "1.0": "ff.0",
+    "1.1": "ff.1.net.0.proj",
+    "1.3": "ff.1.net.2",
+}
+
+
 def resampler_state_dict(image_proj: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official Plus resampler keys → the keys of diffusers' `IPAdapterPlusImageProjection`."""
-    feed_forward = {"0": "ff.0", "1": "ff.1.net.0.proj", "3": "ff.1.net.2"}
-    attention = {"norm1": "ln0", "norm2": "ln1", "to_q": "attn.to_q", "to_out": "attn.to_out.0"}
     converted = {}
     for key, value in image_proj.items():
         match = re.fullmatch(r"layers\.(\d+)\.([01])\.(\w+)\.(weight|bias)", key)
@@ -101,14 +111,12 @@ def resampler_state_dict(image_proj: dict[str, torch.Tensor]) -> dict[str, torch
             converted[key] = value  # latents, proj_in, proj_out, norm_out keep their names
             continue
         block, part, name, kind = match.groups()
-        prefix = f"layers.{block}"
-        if part == "1":
-            converted[f"{prefix}.{feed_forward[name]}.{kind}"] = value
-        elif name == "to_kv":  # one (2 · inner, width) matrix: keys on top, values below
+        prefix, official = f"layers.{block}", f"{part}.{name}"
+        if official == "0.to_kv":  # one (2 · inner, width) matrix: keys on top, values below
             keys, values = value.chunk(2, dim=0)
             converted[f"{prefix}.attn.to_k.{kind}"], converted[f"{prefix}.attn.to_v.{kind}"] = keys, values
-        elif name in attention:
-            converted[f"{prefix}.{attention[name]}.{kind}"] = value
+        elif official in _RESAMPLER_NAMES:
+            converted[f"{prefix}.{_RESAMPLER_NAMES[official]}.{kind}"] = value
         else:
             raise CheckpointError(f"unexpected IP-Adapter Plus resampler key image_proj.{key}")
     return converted
@@ -117,8 +125,7 @@ def resampler_state_dict(image_proj: dict[str, torch.Tensor]) -> dict[str, torch
 def official_resampler_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The inverse of `resampler_state_dict`: diffusers' `IPAdapterPlusImageProjection` keys → the official ones
     (to_k and to_v stacked back into one to_kv)."""
-    feed_forward = {"ff.0": "1.0", "ff.1.net.0.proj": "1.1", "ff.1.net.2": "1.3"}
-    attention = {"ln0": "0.norm1", "ln1": "0.norm2", "attn.to_q": "0.to_q", "attn.to_out.0": "0.to_out"}
+    official = {diffusers: name for name, diffusers in _RESAMPLER_NAMES.items()}
     converted = {}
     for key, value in state.items():
         match = re.fullmatch(r"layers\.(\d+)\.(.+)\.(weight|bias)", key)
@@ -130,10 +137,8 @@ def official_resampler_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.T
             continue  # joined with to_k below
         if name == "attn.to_k":
             converted[f"layers.{block}.0.to_kv.{kind}"] = torch.cat([value, state[f"layers.{block}.attn.to_v.{kind}"]], dim=0)
-        elif name in feed_forward:
-            converted[f"layers.{block}.{feed_forward[name]}.{kind}"] = value
-        elif name in attention:
-            converted[f"layers.{block}.{attention[name]}.{kind}"] = value
+        elif name in official:
+            converted[f"layers.{block}.{official[name]}.{kind}"] = value
         else:
             raise CheckpointError(f"unexpected resampler key {key}")
     return converted

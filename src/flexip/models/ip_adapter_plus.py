@@ -46,20 +46,6 @@ def _layer_key(name: str) -> str:
     return name.removesuffix(".processor").replace(".", "__")
 
 
-def cross_attention_processor_names(unet: nn.Module) -> list[str]:
-    """The UNet's cross-attention processors in `attn_processors` order (the order of IP-Adapter's numbering)."""
-    return [name for name in unet.attn_processors if not name.endswith("attn1.processor") and "motion_modules" not in name]
-
-
-def _hidden_size(unet: nn.Module, name: str) -> int:
-    channels = unet.config.block_out_channels
-    if name.startswith("mid_block"):
-        return channels[-1]
-    if name.startswith("up_blocks"):
-        return list(reversed(channels))[int(name[len("up_blocks.")])]
-    return channels[int(name[len("down_blocks.")])]
-
-
 class IPAdapterPlus(nn.Module):
     def __init__(
         self,
@@ -115,14 +101,16 @@ class IPAdapterPlus(nn.Module):
         cls, unet: nn.Module, clip_hidden_dim: int, num_tokens: int = 16, hidden_dims: int | None = None, image_encoder: str | None = None
     ) -> IPAdapterPlus:
         """A fresh IP-Adapter Plus for `unet`: K_ip / V_ip start as copies of each layer's K / V (as IP-Adapter trains)."""
+        from flexip.models.adapter import cross_attention_layers
+
         cross = unet.config.cross_attention_dim
         hidden_dims = hidden_dims or max(HEAD_DIM, (cross // HEAD_DIM) * HEAD_DIM)
-        names = cross_attention_processor_names(unet)
-        adapter = cls({name: _hidden_size(unet, name) for name in names}, cross, clip_hidden_dim, num_tokens, hidden_dims, image_encoder)
-        modules = dict(unet.named_modules())
+        # the cross-attention layers in `attn_processors` order (IP-Adapter's numbering), motion modules left out
+        layers = {f"{name}.processor": hidden for name, (hidden, _) in cross_attention_layers(unet).items() if "motion_modules" not in name}
+        adapter = cls(layers, cross, clip_hidden_dim, num_tokens, hidden_dims, image_encoder)
         with torch.no_grad():
-            for name in names:
-                attention, processor = modules[name.removesuffix(".processor")], adapter.processors[_layer_key(name)]
+            for name in layers:
+                attention, processor = unet.get_submodule(name.removesuffix(".processor")), adapter.processors[_layer_key(name)]
                 processor.to_k_ip[0].weight.copy_(attention.to_k.weight)
                 processor.to_v_ip[0].weight.copy_(attention.to_v.weight)
         return adapter

@@ -27,15 +27,16 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "adapter.yaml"
 CONFIG_NAME = "src/flexip_miniworld/configs/adapter.yaml"  # how the manifest and the logs name it
 
 
-def overrides(work: Path, max_steps: int, device: str, extra: tuple = ()) -> list[str]:
-    """The `section.key=value` overrides the stage applies to the shipped config."""
+def overrides(work: Path, max_steps: int, device: str, extra: tuple = (), output_dir: Path | None = None) -> list[str]:
+    """The `section.key=value` overrides the stage applies to the shipped config (`output_dir` default:
+    WORK/adapter/run)."""
     work = Path(work)
     return [
         f"model.base={work / 'base'}",
         f"model.image_encoder={work / 'clip' / 'image_encoder'}",
         f"model.dino_encoder={work / 'dino' / 'model'}",
         f"data.manifest={work / 'data' / 'manifest_masked.jsonl'}",
-        f"logging.output_dir={work / 'adapter' / 'run'}",
+        f"logging.output_dir={output_dir or work / 'adapter' / 'run'}",
         f"optim.max_steps={max_steps}",
         f"runtime.device={'cuda' if device.startswith('cuda') else 'cpu'}",
         *extra,
