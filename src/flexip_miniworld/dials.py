@@ -82,7 +82,8 @@ class IPAdapterDial:
 
     @torch.no_grad()
     def sweep(self, references: list, texts: list[str], values, steps: int, guidance: float, seed: int) -> dict[float, list]:
-        embeds = self.pipe.prepare_ip_adapter_image_embeds([references], None, self.pipe.device, len(texts), guidance > 1)
+        # one copy per call; the pipeline repeats it for each prompt, as it does with `ip_adapter_image=[references]`
+        embeds = self.pipe.prepare_ip_adapter_image_embeds([references], None, self.pipe.device, 1, guidance > 1)
         out = {}
         for value in values:
             self.pipe.set_ip_adapter_scale(float(value))

@@ -94,3 +94,19 @@ def test_the_ip_adapter_method_needs_its_folder(tmp_path):
         evaluate(get_preset("miniworld").folder, tmp_path / "data", tmp_path / "out", subjects=1, method="ip-adapter", adapter_dir=tmp_path)
     with pytest.raises(FlexIPInputError, match="must include the 5-value sweep"):
         evaluate(get_preset("miniworld").folder, tmp_path / "data", tmp_path / "out", subjects=1, dial_values=(0.0, 1.0))
+
+
+def test_the_ip_adapter_dial_renders_what_diffusers_renders_from_the_images(two_methods):
+    """The dial encodes the references once and reuses the embeddings; the result must equal diffusers' own call with
+    `ip_adapter_image=[references]` at that scale."""
+    from flexip_miniworld.dials import make_dial
+
+    root, _, _ = two_methods
+    dial = make_dial("ip-adapter", get_preset("miniworld").folder, root / "ip-adapter", "cpu")
+    references = [Image.open(path).convert("RGB") for path in sorted((root / "data" / "heldout" / "heldout-00000").glob("ref_*.png"))]
+    texts = ["a blob in the snow", "a blob on a table"]
+    swept = dial.sweep(references, texts, [0.5], steps=2, guidance=3.0, seed=4)[0.5]
+    dial.pipe.set_ip_adapter_scale(0.5)
+    own = dial.pipe(texts, ip_adapter_image=[references], num_inference_steps=2, guidance_scale=3.0, generator=torch.Generator().manual_seed(4))
+    for a, b in zip(swept, own.images):
+        assert np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max() <= 1

@@ -40,41 +40,29 @@ MODEL = {"concurrency_id": "model", "concurrency_limit": 1}
 
 
 def page_handler(action: Callable[[References, RenderSettings], tuple]) -> Callable:
-    """A handler of the page's render inputs, named as the API shows them: reads them once into `RenderSettings`
-    and calls `action(references, settings)`; bad input becomes a message in the page."""
+    """A handler of the page's render inputs: the references, then the controls as keyword arguments named as the
+    API shows them (`inputs_kwargs`, the `controls` dict of `build_studio`). It reads them once into
+    `RenderSettings` and calls `action(references, settings)`; bad input becomes a message in the page."""
 
     @user_errors
-    def handler(
-        references,
-        prompt,
-        negative_prompt,
-        gamma,
-        adapter_scale,
-        steps,
-        guidance,
-        seed,
-        dial,
-        w_pres,
-        w_pers,
-        gamma_down,
-        gamma_mid,
-        gamma_up,
-        gamma_start,
-        gamma_end,
-    ):
-        settings = RenderSettings(
-            prompt=prompt,
-            dial=Dial.read(dial, gamma, w_pres, w_pers, (gamma_down, gamma_mid, gamma_up), (gamma_start, gamma_end)),
-            negative_prompt=negative_prompt,
-            adapter_scale=adapter_scale,
-            steps=steps,
-            guidance=guidance,
-            seed=seed,
-        )
-        return action(_need(references), settings)
+    def handler(references, **page):
+        return action(_need(references), settings_from_page(page))
 
     handler.__name__, handler.__doc__ = action.__name__, action.__doc__
     return handler
+
+
+def settings_from_page(page: dict) -> RenderSettings:
+    blocks, schedule = (page["gamma_down"], page["gamma_mid"], page["gamma_up"]), (page["gamma_start"], page["gamma_end"])
+    return RenderSettings(
+        prompt=page["prompt"],
+        dial=Dial.read(page["dial"], page["gamma"], page["w_pres"], page["w_pers"], blocks, schedule),
+        negative_prompt=page["negative_prompt"],
+        adapter_scale=page["adapter_scale"],
+        steps=page["steps"],
+        guidance=page["guidance"],
+        seed=page["seed"],
+    )
 
 
 def _need(references: References | None) -> References:
@@ -210,23 +198,10 @@ def build_studio(session: Session, baseline: Baseline | None = None, study: Stud
             with gr.Tab("Study", id="study"):
                 study_tab(study, session.out_dir)
 
-        controls = [
-            prompt,
-            negative_prompt,
-            gamma,
-            adapter_scale,
-            steps,
-            guidance,
-            seed,
-            dial,
-            w_pres,
-            w_pers,
-            gamma_down,
-            gamma_mid,
-            gamma_up,
-            gamma_start,
-            gamma_end,
-        ]
+        #: the render controls, by the names the API gives them (`page_handler` reads them)
+        controls = dict(prompt=prompt, negative_prompt=negative_prompt, gamma=gamma, adapter_scale=adapter_scale, steps=steps)
+        controls.update(guidance=guidance, seed=seed, dial=dial, w_pres=w_pres, w_pers=w_pers)
+        controls.update(gamma_down=gamma_down, gamma_mid=gamma_mid, gamma_up=gamma_up, gamma_start=gamma_start, gamma_end=gamma_end)
 
         # ---- handlers: page values → typed values → session -----------------------------------------
         def _use(chosen: References):
@@ -272,13 +247,13 @@ def build_studio(session: Session, baseline: Baseline | None = None, study: Stud
 
         reference_outputs = [references, in_use, note]
         render_outputs = [result, status, command]
-        render_inputs = [references, *controls]
+        render_inputs = dict(inputs=[references], inputs_kwargs=controls)
 
         def rerender(listener, name: str, **options):
             """Render again on `listener` (a control's event, or the success of a previous step): endpoint `name`."""
-            return listener(render, render_inputs, render_outputs, api_name=name, api_visibility="undocumented", **MODEL, **options)
+            return listener(render, outputs=render_outputs, api_name=name, api_visibility="undocumented", **render_inputs, **MODEL, **options)
 
-        render_button.click(render, render_inputs, render_outputs, api_name="render", **MODEL)
+        render_button.click(render, outputs=render_outputs, api_name="render", **render_inputs, **MODEL)
         uploaded = uploads.upload(use_uploads, [uploads], reference_outputs, api_name="use_uploads", **MODEL)
         rerender(uploaded.success, "render_after_upload")
         if example_subjects:  # the page opens on the first example subject, rendered
@@ -295,8 +270,8 @@ def build_studio(session: Session, baseline: Baseline | None = None, study: Stud
             rerender(control.submit, f"render_on_{name}")
         rerender(dial.change, "render_on_dial")
         rerender(randomize.click(new_seed, None, seed, api_visibility="private").success, "render_on_new_seed")
-        sweep_button.click(sweep, render_inputs, [strip, status, command], api_name="sweep", **MODEL)
-        surface_button.click(control_surface, render_inputs, [surface, status], api_name="control_surface", **MODEL)
+        sweep_button.click(sweep, outputs=[strip, status, command], api_name="sweep", **render_inputs, **MODEL)
+        surface_button.click(control_surface, outputs=[surface, status], api_name="control_surface", **render_inputs, **MODEL)
         if baseline is not None:
 
             @page_handler
@@ -306,5 +281,5 @@ def build_studio(session: Session, baseline: Baseline | None = None, study: Stud
                 timing = f"FlexIP sweep (one batched call) {ours.seconds:.2f} s; IP-Adapter ({len(SWEEP_GAMMAS)} calls) {theirs.seconds:.2f} s."
                 return list(zip(ours.images, ours.captions)), list(zip(theirs.images, theirs.captions)), timing
 
-            compare_button.click(compare, render_inputs, [flexip_strip, baseline_strip, compare_status], api_name="compare", **MODEL)
+            compare_button.click(compare, outputs=[flexip_strip, baseline_strip, compare_status], api_name="compare", **render_inputs, **MODEL)
     return blocks
