@@ -83,6 +83,27 @@ class Measured:
     studio: list[float]
     server: list[float]
     bare: list[float]
+    unet: float = 0.0  # the median time of the denoiser alone: `steps` UNet calls on the guided batch of 2
+
+
+def unet_floor(pipe, prompt: str, steps: int, repeats: int = 7) -> float:
+    """What no render at these settings can go below: `steps` forward passes of the bare UNet (adapter detached) on
+    the batch of 2 that classifier-free guidance runs, on random latents of the preset's size."""
+    import torch
+
+    unet = pipe.unet
+    size = unet.config.sample_size
+    with torch.inference_mode():
+        ids = pipe.tokenizer([prompt, ""], padding="max_length", max_length=pipe.tokenizer.model_max_length, return_tensors="pt").input_ids
+        text = pipe.text_encoder(ids)[0]
+        latents = torch.randn(2, unet.config.in_channels, size, size, generator=torch.Generator().manual_seed(0))
+        times = []
+        for _ in range(repeats + 1):  # the first is a warm-up
+            start = time.perf_counter()
+            for step in range(steps):
+                unet(latents, 999 - step * (1000 // steps), encoder_hidden_states=text)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
 
 
 def measure(threads: int, rounds: int, warmup: int, steps: int, folder: Path) -> Measured:
@@ -126,6 +147,7 @@ def measure(threads: int, rounds: int, warmup: int, steps: int, folder: Path) ->
             print(
                 f"{threads} thread(s), γ = {gamma:.2f}: studio {through_studio:.3f} s (pipeline on the server {on_server:.3f} s), bare {alone:.3f} s"
             )
+        result.unet = unet_floor(pipe, prompt, steps)
         return result
     finally:
         process.send_signal(signal.SIGTERM)
@@ -153,7 +175,7 @@ def main() -> None:
         studio, server, bare = (statistics.median(v) for v in (result.studio, result.server, result.bare))
         rows.append(
             f"| {result.threads} | **{studio:.3f}** ({percentile(result.studio, 0.9):.3f}) | {server:.3f} ({percentile(result.server, 0.9):.3f}) "
-            f"| {bare:.3f} ({percentile(result.bare, 0.9):.3f}) | {studio / bare:.2f}× ({studio - bare:+.3f} s) | {result.startup:.1f} |"
+            f"| {bare:.3f} ({percentile(result.bare, 0.9):.3f}) | {result.unet:.3f} | {studio / bare:.2f}× ({studio - bare:+.3f} s) | {result.startup:.1f} |"
         )
     best = min(statistics.median(result.studio) for result in results)
     verdict = "meets" if best <= TARGET_SECONDS else "misses"
@@ -167,9 +189,12 @@ browser's paint). *Server pipeline*: the studio's own timing of its pipeline cal
 each round ({PAUSE} s apart), with the same number of torch threads (`flexip studio --threads`), so they share the
 machine's load at that moment; the load average (1, 5, 15 min) at the end was {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} on {os.cpu_count()} CPUs.
 
-| torch threads | studio: median (90th pct.), s | server pipeline, s | bare pipeline, s | studio / bare | studio start, s |
-|---|---|---|---|---|---|
+| torch threads | studio: median (90th pct.), s | server pipeline, s | bare pipeline, s | UNet alone, s | studio / bare | studio start, s |
+|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
+
+*UNet alone*: {steps} forward passes of the bare UNet on the guided batch of 2, the part of any render at these
+settings that nothing in the studio or the adapter can remove.
 
 Target: a median of {TARGET_SECONDS} s through the studio; the best configuration here {verdict} it. The bare call runs in
 this script's main thread, the studio's in one of the server's worker threads; on a loaded machine two torch threads
