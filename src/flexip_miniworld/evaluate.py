@@ -13,7 +13,8 @@ the preset's eval/clip and eval/dino (trained separately from the encoders the a
 (`flexip.evaluation.metrics`). Calibration on the same scale, from pairs.jsonl: real-vs-real (one
 identity, two scenes) and real-vs-other (two identities); plus the true render of every test prompt
 scored like a generated image ("real render"). Writes evaluation.json, evaluation.md, the curves
-against γ (evaluation_curves.png) and a sample grid.
+against γ (evaluation_curves.png) and a sample grid. Each identity is saved as it finishes (`records`): a killed
+evaluation, run again with the same settings, resumes from the last finished identity.
 Nothing here is tuned to the results: subjects, prompts, seed, steps and guidance are fixed up front.
 """
 
@@ -33,6 +34,8 @@ from flexip.evaluation.intervals import step_intervals
 from flexip.paths import portable_path
 from flexip_miniworld.dataset import load_jsonl
 from flexip_miniworld.dials import DIAL_NAMES, DIAL_VALUES, SWEEP_5, SWEEP_11, make_dial
+from flexip_miniworld.records import IdentityRecords, pack_images, unpack_images
+from flexip_miniworld.stack.common import weights_hash
 
 GAMMAS = SWEEP_5  # the 5-value sweep: its steps get intervals, and the targets read it
 #: Which of a held-out identity's 12 test prompts are used (heldout_prompt_texts order): four
@@ -134,6 +137,39 @@ def render_conditions(
     return references, texts, by_condition
 
 
+def score_identity(
+    dial, data_dir: Path, row: dict, chosen: list[int], values, steps: int, guidance: float, seed: int, name: str, clip, dino, grid: bool
+) -> dict:
+    """One held-out identity rendered (`render_conditions`) and scored: per condition its CLIP-T, CLIP-I and
+    DINO-I per image and the images' embeddings (for identification), the references' embeddings, and, when
+    `grid`, the sample grid's rows (3 prompts × reference, true render, base, the 5-value sweep)."""
+    references, texts, by_condition = render_conditions(dial, data_dir, row, chosen, values, steps, guidance, seed, name)
+    ref_clip, ref_dino = clip.embed_images(references), dino.embed_images(references)
+    text_embeds = clip.embed_texts(texts)
+    conditions = {}
+    for condition, images in by_condition.items():
+        image_clip, image_dino = clip.embed_images(images), dino.embed_images(images)
+        conditions[condition] = {
+            "CLIP-T": M.clip_t(image_clip, text_embeds).tolist(),
+            "CLIP-I": M.clip_i(image_clip, ref_clip).tolist(),
+            "DINO-I": M.dino_i(image_dino, ref_dino).tolist(),
+            "CLIP-I embeddings": image_clip,
+            "DINO-I embeddings": image_dino,
+        }
+    cells, labels = [], []
+    for p in range(min(3, len(texts)) if grid else 0):
+        truth, base = by_condition["real render"][p], by_condition["base"][p]
+        cells.append(pack_images([references[0], truth, base] + [by_condition[f"{name}={g}"][p] for g in GAMMAS]))
+        labels.append(texts[p])
+    return {
+        "subject": row["subject"],
+        "references": {"CLIP-I": ref_clip, "DINO-I": ref_dino},
+        "conditions": conditions,
+        "grid": cells,
+        "grid_labels": labels,
+    }
+
+
 def evaluate(
     preset_dir: Path,
     data_dir: Path,
@@ -177,26 +213,29 @@ def evaluate(
     embedded = {c: {"CLIP-I": [], "DINO-I": [], "subject": []} for c in scores}
     reference_sets = {"CLIP-I": [], "DINO-I": []}
     grid_rows, grid_labels = [], []
+    chosen = [PROMPT_ORDER[k] for k in range(prompts)]
+    adapter_weights = Path(adapter_dir) if adapter_dir else preset_dir / "adapter"
+    records = IdentityRecords(
+        out_dir,
+        dict(method=method, adapter=weights_hash(adapter_weights), base=weights_hash(preset_dir / "base"), chosen=chosen, values=dial_values)
+        | dict(steps=steps, guidance=guidance, seed=seed, first=first, scale=scale),
+    )
     for j, row in enumerate(rows):
-        chosen = [PROMPT_ORDER[k] for k in range(prompts)]
-        references, texts, by_condition = render_conditions(dial, data_dir, row, chosen, dial_values, steps, guidance, seed + first + j, name)
-        truths = by_condition["real render"]
-        ref_clip, ref_dino = clip.embed_images(references), dino.embed_images(references)
-        reference_sets["CLIP-I"].append(ref_clip)
-        reference_sets["DINO-I"].append(ref_dino)
-        text_embeds = clip.embed_texts(texts)
-        for condition, images in by_condition.items():
-            image_clip, image_dino = clip.embed_images(images), dino.embed_images(images)
-            scores[condition]["CLIP-T"] += M.clip_t(image_clip, text_embeds).tolist()
-            scores[condition]["CLIP-I"] += M.clip_i(image_clip, ref_clip).tolist()
-            scores[condition]["DINO-I"] += M.dino_i(image_dino, ref_dino).tolist()
-            embedded[condition]["CLIP-I"].append(image_clip)
-            embedded[condition]["DINO-I"].append(image_dino)
-            embedded[condition]["subject"] += [j] * len(images)
-        if j < 4:
-            for p in range(min(3, len(texts))):
-                grid_rows.append([references[0], truths[p], by_condition["base"][p]] + [by_condition[f"{name}={g}"][p] for g in GAMMAS])
-                grid_labels.append(texts[p])
+        record = records.load(j, row["subject"])
+        if record is None:
+            record = score_identity(dial, data_dir, row, chosen, dial_values, steps, guidance, seed + first + j, name, clip, dino, grid=j < 4)
+            records.save(j, record)
+        for metric in reference_sets:
+            reference_sets[metric].append(record["references"][metric])
+        for condition, scored in record["conditions"].items():
+            for metric in ("CLIP-T", "CLIP-I", "DINO-I"):
+                scores[condition][metric] += scored[metric]
+            for metric in ("CLIP-I", "DINO-I"):
+                embedded[condition][metric].append(scored[f"{metric} embeddings"])
+            embedded[condition]["subject"] += [j] * len(scored["CLIP-T"])
+        for cells, text in zip(record["grid"], record["grid_labels"]):
+            grid_rows.append(unpack_images(cells))
+            grid_labels.append(text)
         log(f"[evaluate] {j + 1}/{len(rows)} subjects, {time.perf_counter() - started:.0f} s")
     table = {c: {m: float(torch.tensor(v).mean()) for m, v in values.items()} for c, values in scores.items()}
     for condition, values in embedded.items():
@@ -236,6 +275,7 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "evaluation.json", json.dumps(result, indent=2) + "\n")  # atomic: a killed run leaves the old files whole
     write_text(out_dir / "evaluation.md", markdown(result))
+    records.clear()  # evaluation.json holds what they were for
     plot_curves(result, out_dir / "evaluation_curves.png")
     if grid_rows:
         from flexip.visualization import make_grid

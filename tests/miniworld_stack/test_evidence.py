@@ -110,3 +110,29 @@ def test_the_ip_adapter_dial_renders_what_diffusers_renders_from_the_images(two_
     own = dial.pipe(texts, ip_adapter_image=[references], num_inference_steps=2, guidance_scale=3.0, generator=torch.Generator().manual_seed(4))
     for a, b in zip(swept, own.images):
         assert np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max() <= 1
+
+
+def test_a_killed_evaluation_resumes_from_its_last_finished_identity(two_methods, monkeypatch):
+    import flexip_miniworld.evaluate as evaluation
+
+    root, flexip, _ = two_methods
+    common = dict(subjects=2, prompts=2, steps=2, dial_values=VALUES)
+    out = root / "resumed"
+
+    def killed(message):
+        if message.startswith("[evaluate] 1/2"):
+            raise KeyboardInterrupt  # the first identity is finished and saved, the second never starts
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluation.evaluate(get_preset("miniworld").folder, root / "data", out, log=killed, **common)
+    assert not (out / "evaluation.json").exists() and len(list((out / "identities").rglob("00.pt"))) == 1
+    rendered = []
+    original = evaluation.score_identity
+    monkeypatch.setattr(evaluation, "score_identity", lambda *a, **k: rendered.append(a[2]["subject"]) or original(*a, **k))
+    with pytest.raises(KeyboardInterrupt):  # other settings in the same folder: nothing of the first run is reused
+        evaluation.evaluate(get_preset("miniworld").folder, root / "data", out, log=killed, seed=1, **common)
+    assert rendered == ["heldout-00000"] and len(list((out / "identities").iterdir())) == 2
+    resumed = evaluation.evaluate(get_preset("miniworld").folder, root / "data", out, log=lambda m: None, **common)
+    assert rendered == ["heldout-00000", "heldout-00001"]  # the seed-0 run's identity 0 came from its record
+    assert resumed["scores"] == flexip["scores"]  # the same numbers as the run that was never killed
+    assert not (out / "identities").exists()  # removed once evaluation.json is written
