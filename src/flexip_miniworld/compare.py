@@ -26,6 +26,7 @@ Nothing is re-scored; the numbers are the evaluations' own.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from flexip.errors import FlexIPInputError
@@ -156,6 +157,12 @@ def method_statistics(groups: dict[str, list[dict]]) -> dict[str, dict]:
     return out
 
 
+def _cell(column: str, mean: float, sd: float) -> str:
+    if math.isnan(mean) and column == "DINO-I at the reference CLIP-T":
+        return "not reached"  # every point of its sweep has less CLIP-T than the reference level
+    return f"{mean:.4f} ± {sd:.4f}"
+
+
 def method_table(groups: dict[str, list[dict]]) -> str:
     """Markdown: one row per method (mean ± sd over seeds), then mRank at the default settings."""
     import pandas as pd
@@ -177,14 +184,14 @@ def method_table(groups: dict[str, list[dict]]) -> str:
     )
     lines = [
         f"Reference point: CLIP-T {reference['lowest CLIP-T']:.4f} (the lowest compared), base DINO-I {reference['base DINO-I']:.4f}, "
-        f"base DINO id. {reference['base DINO id.']:.3f}; reference CLIP-T level {reference['CLIP-T level']:.4f} (the last method at dial 1). "
-        "Mean ± sd over seeds (n).",
+        f"base DINO id. {reference['base DINO id.']:.3f}; reference CLIP-T level {reference['CLIP-T level']:.4f} (the last method at dial 1; "
+        "*not reached*: no dial value of the method gets that much CLIP-T). Mean ± sd over seeds (n).",
         "",
         "| method | n | " + " | ".join(columns) + " |",
         "|---|---|" + "---|" * len(columns),
     ]
     for label, values in stats.items():
-        cells = [f"{values[c][0]:.4f} ± {values[c][1]:.4f}" for c in columns]
+        cells = [_cell(c, *values[c][:2]) for c in columns]
         lines.append(f"| {label} | {values[columns[0]][2]} | " + " | ".join(cells) + " |")
     table = pd.DataFrame([{"method": label, **{m: values[f"default {m}"][0] for m in RANK_METRICS}} for label, values in stats.items()])
     ranked = rank_methods(table, list(RANK_METRICS))

@@ -137,3 +137,17 @@ def test_method_statistics_on_hand_made_frontiers():
     table = method_table({"FlexIP": flexip, "IP-Adapter": ip})
     assert "| FlexIP | 1.25 | 0.7500 | 0.3000 | 0.4100 | 0.1000 |" in table
     assert "| IP-Adapter | 1.75 | 0.6000 | 0.3000 | 0.4000 | 0.1000 |" in table
+
+
+def test_a_method_that_never_gets_the_reference_text_is_marked_not_reached():
+    from flexip_miniworld.compare import method_statistics, method_table
+
+    flat = [0.1] * 11
+    # IP-Adapter keeps text 0.80 → 0.79; FlexIP starts below it (0.78 → 0.70): no FlexIP point has CLIP-T 0.79
+    groups = {
+        "FlexIP": [swept("gamma", np.linspace(0.78, 0.7, 11), np.linspace(0.3, 0.5, 11), flat)],
+        "IP-Adapter": [swept("scale", np.linspace(0.8, 0.79, 11), np.linspace(0.2, 0.25, 11), flat)],
+    }
+    assert np.isnan(method_statistics(groups)["FlexIP"]["DINO-I at the reference CLIP-T"][0])
+    row = next(line for line in method_table(groups).splitlines() if line.startswith("| FlexIP | 1 |"))
+    assert row.split(" | ")[4] == "not reached" and "nan" not in row
