@@ -217,7 +217,8 @@ def evaluate(
     adapter_weights = Path(adapter_dir) if adapter_dir else preset_dir / "adapter"
     records = IdentityRecords(
         out_dir,
-        dict(method=method, adapter=weights_hash(adapter_weights), base=weights_hash(preset_dir / "base"), chosen=chosen, values=dial_values)
+        # the preset's weights: the base and the reference encoders make the images, eval/ scores them
+        dict(method=method, adapter=weights_hash(adapter_weights), preset=weights_hash(preset_dir), chosen=chosen, values=dial_values)
         | dict(steps=steps, guidance=guidance, seed=seed, first=first, scale=scale),
     )
     for j, row in enumerate(rows):

@@ -3,9 +3,10 @@
 Rendering is the cost of an evaluation (20 identities × 8 prompts × 14 conditions take half an hour on the
 CPU), so each held-out identity's images are scored as soon as they are made, and the scores, the embeddings
 identification needs and the sample grid's images are saved, atomically, as OUT/identities/KEY/NN.pt. A rerun
-with the same settings loads them instead of rendering again. KEY hashes every setting the images depend on:
-method, adapter weights, identities, prompts, dial values, steps, guidance, seed, adapter scale. So records of
-other settings (or of an adapter trained again in the same folder) are never mixed in. The folder is removed
+with the same settings loads them instead of rendering again. KEY hashes everything the records depend on:
+method, adapter weights, the preset's weights (base, reference encoders, evaluation encoders), identities,
+prompts, dial values, steps, guidance, seed, adapter scale. So records of other settings (or of an adapter
+trained again in the same folder) are never mixed in. The folder is removed
 once evaluation.json is written.
 """
 
