@@ -234,11 +234,12 @@ def evaluate(preset_dir, data_dir, out_dir, subjects, first, prompts, steps, gui
 def compare(evaluations, labels, plot_path, out_path):
     """Several `flexip miniworld evaluate` results side by side (each EVALUATION is an --out folder or its
     evaluation.json): the dial's curves, the first CLIP-T step with its interval, targets met; with the 11-value
-    sweep, per method (label) the frontier area, ρ, step share, control range over seeds and mRank."""
+    sweep, per method (label) the frontier area, ρ, step share, control range over seeds and mRank, and per run
+    what each end of the dial keeps."""
     from collections import Counter
 
     from flexip.atomic import write_text
-    from flexip_miniworld.compare import comparison_table, load_result, method_table, plot_frontiers
+    from flexip_miniworld.compare import both_ends_table, comparison_table, load_result, method_table, plot_frontiers
 
     if labels and len(labels) != len(evaluations):
         raise FlexIPInputError(f"got {len(labels)} --label for {len(evaluations)} evaluations; give one per evaluation or none")
@@ -256,7 +257,7 @@ def compare(evaluations, labels, plot_path, out_path):
         rows[name if len(groups[name]) == 1 else f"{name} #{seen[name]}"] = result
     text = comparison_table(rows)
     if all("dial_statistics" in r for r in results):
-        text += "\n\n" + method_table(groups)
+        text += "\n\n" + method_table(groups) + "\n\nWhat each end of the dial keeps, per run:\n\n" + both_ends_table(rows)
         if plot_path:
             plot_frontiers(groups, Path(plot_path))
     elif plot_path:

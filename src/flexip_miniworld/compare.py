@@ -18,7 +18,9 @@ label are seeds of one method — with mean ± standard deviation over its seeds
   least-text point, which then has both more text and that identity);
 - Spearman ρ, the largest neighbour step share and the control range of DINO-I and CLIP-T;
 - mRank at each method's default setting (FlexIP γ = 0.5, IP-Adapter scale 1) over CLIP-T, CLIP-I, DINO-I and
-  DINO identification, from the seed means.
+  DINO identification, from the seed means;
+
+and one row per run of what the dial's two ends keep (`both_ends_table`: issue 14's "both ends" targets).
 
 Nothing is re-scored; the numbers are the evaluations' own.
 """
@@ -94,6 +96,34 @@ def comparison_table(results: dict[str, dict]) -> str:
             + f" | {identified:.3f}"
             + f" | {len(met)}/{len(TARGETS)} | {', '.join(missed) or '—'} |"
         )
+    return "\n".join(lines)
+
+
+#: issue 14's "both ends keep the subject" and "identity at γ = 1" targets: (key in dial_statistics' "both ends",
+#: short name, bar); a bar of None is a flag that must be true
+BOTH_ENDS = (
+    ("DINO id. at dial 0 / chance", "id. 0 / chance", 3.0),
+    ("CLIP-T at dial 0 / base", "CLIP-T 0 / base", 0.95),
+    ("CLIP-T falls at every step of the 5-value sweep", "CLIP-T falls", None),
+    ("DINO-I rises at every step of the 5-value sweep", "DINO-I rises", None),
+    ("DINO id. at dial 1 / true renders'", "id. 1 / true renders'", 0.5),
+)
+
+
+def both_ends_table(results: dict[str, dict]) -> str:
+    """One markdown row per labelled result with the 11-value sweep: what each end of its dial keeps, the bar
+    beside each ratio, and how many of the five targets it meets."""
+    header = " | ".join(f"{name} (≥ {bar:g})" if bar is not None else name for _, name, bar in BOTH_ENDS)
+    lines = [f"| run | identities | {header} | met |", "|---|---|" + "---|" * (len(BOTH_ENDS) + 1)]
+    for label, result in results.items():
+        ends = result["dial_statistics"]["both ends"]
+        cells, met = [], 0
+        for key, _, bar in BOTH_ENDS:
+            value = ends[key]
+            ok = bool(value) if bar is None else value >= bar
+            met += ok
+            cells.append(("yes" if value else "no") if bar is None else f"{value:.2f}")
+        lines.append(f"| {label} | {identity_range(result)} | " + " | ".join(cells) + f" | {met}/{len(BOTH_ENDS)} |")
     return "\n".join(lines)
 
 

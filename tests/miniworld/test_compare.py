@@ -151,3 +151,17 @@ def test_a_method_that_never_gets_the_reference_text_is_marked_not_reached():
     assert np.isnan(method_statistics(groups)["FlexIP"]["DINO-I at the reference CLIP-T"][0])
     row = next(line for line in method_table(groups).splitlines() if line.startswith("| FlexIP | 1 |"))
     assert row.split(" | ")[4] == "not reached" and "nan" not in row
+
+
+def test_both_ends_table_reads_each_bar():
+    from flexip_miniworld.compare import both_ends_table
+
+    # base CLIP-T 0.8, true renders identified 0.4, 20 identities (chance 0.05)
+    weak = swept("gamma", np.linspace(0.8, 0.7, 11), np.linspace(0.3, 0.5, 11), [0.1] * 11)
+    strong = swept("gamma", np.linspace(0.78, 0.7, 11), np.linspace(0.3, 0.5, 11), [0.2] * 11)
+    flat = swept("scale", [0.72] * 11, np.linspace(0.3, 0.5, 11), [0.1] * 11)
+    rows = both_ends_table({"weak": weak, "strong": strong, "flat": flat}).splitlines()
+    assert rows[0].startswith("| run | identities | id. 0 / chance (≥ 3) | CLIP-T 0 / base (≥ 0.95) | CLIP-T falls |")
+    assert rows[2] == "| weak | 0–19 | 2.00 | 1.00 | yes | yes | 0.25 | 3/5 |"
+    assert rows[3] == "| strong | 0–19 | 4.00 | 0.97 | yes | yes | 0.50 | 5/5 |"
+    assert rows[4] == "| flat | 0–19 | 2.00 | 0.90 | no | yes | 0.25 | 1/5 |"
