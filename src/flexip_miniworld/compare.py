@@ -64,14 +64,14 @@ def load_result(path: str | Path) -> dict:
     return result
 
 
+def meets(value, bar: float | None) -> bool:
+    """A ratio against its bar (`value >= bar`), or a flag (bar None) that must be true."""
+    return bool(value) if bar is None else value >= bar
+
+
 def targets_met(result: dict) -> list[str]:
     """The short names of the targets `result` meets (point estimates, as `check_targets` reads them)."""
-    met = []
-    for key, name, bar in TARGETS:
-        value = result["targets"][key]
-        if (value >= bar) if bar is not None else value:
-            met.append(name)
-    return met
+    return [name for key, name, bar in TARGETS if meets(result["targets"][key], bar)]
 
 
 def comparison_table(results: dict[str, dict]) -> str:
@@ -117,12 +117,8 @@ def both_ends_table(results: dict[str, dict]) -> str:
     lines = [f"| run | identities | {header} | met |", "|---|---|" + "---|" * (len(BOTH_ENDS) + 1)]
     for label, result in results.items():
         ends = result["dial_statistics"]["both ends"]
-        cells, met = [], 0
-        for key, _, bar in BOTH_ENDS:
-            value = ends[key]
-            ok = bool(value) if bar is None else value >= bar
-            met += ok
-            cells.append(("yes" if value else "no") if bar is None else f"{value:.2f}")
+        met = sum(meets(ends[key], bar) for key, _, bar in BOTH_ENDS)
+        cells = [("yes" if ends[key] else "no") if bar is None else f"{ends[key]:.2f}" for key, _, bar in BOTH_ENDS]
         lines.append(f"| {label} | {identity_range(result)} | " + " | ".join(cells) + f" | {met}/{len(BOTH_ENDS)} |")
     return "\n".join(lines)
 
