@@ -239,7 +239,7 @@ def compare(evaluations, labels, plot_path, out_path):
     from collections import Counter
 
     from flexip.atomic import write_text
-    from flexip_miniworld.compare import both_ends_table, comparison_table, load_result, method_table, plot_frontiers
+    from flexip_miniworld.compare import both_ends_table, comparison_table, dial_table, load_result, method_table, plot_frontiers
 
     if labels and len(labels) != len(evaluations):
         raise FlexIPInputError(f"got {len(labels)} --label for {len(evaluations)} evaluations; give one per evaluation or none")
@@ -258,6 +258,7 @@ def compare(evaluations, labels, plot_path, out_path):
     text = comparison_table(rows)
     if all("dial_statistics" in r for r in results):
         text += "\n\n" + method_table(groups) + "\n\nWhat each end of the dial keeps, per run:\n\n" + both_ends_table(rows)
+        text += "\n\nEvery run at dial 0 and dial 1:\n\n" + dial_table(rows)
         if plot_path:
             plot_frontiers(groups, Path(plot_path))
     elif plot_path:

@@ -123,6 +123,33 @@ def both_ends_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _ends(ends: list[dict], metric: str, digits: int) -> str:
+    return f"{ends[0][metric]:.{digits}f} → {ends[1][metric]:.{digits}f}"
+
+
+def dial_table(results: dict[str, dict]) -> str:
+    """One markdown row per labelled result with the 11-value sweep: each metric at the dial's two ends (dial 0 and
+    dial 1; for IP-Adapter dial 0 is the base), ρ and the largest neighbour step share of DINO-I and CLIP-T, and the
+    both-ends ratios, so every run's numbers sit in one table."""
+    lines = [
+        "| run | identities | base CLIP-T | CLIP-T 0 → 1 | DINO-I 0 → 1 | DINO id. 0 → 1 | ρ DINO-I / CLIP-T "
+        "| largest step share DINO-I / CLIP-T | id. 0 / chance | CLIP-T 0 / base | id. 1 / true renders' |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, result in results.items():
+        dial, scores, statistics = result.get("dial", "gamma"), result["scores"], result["dial_statistics"]
+        ends = [scores[f"{dial}={value}"] for value in (result["gammas"][0], result["gammas"][-1])]
+        both = statistics["both ends"]
+        lines.append(
+            f"| {label} | {identity_range(result)} | {scores['base']['CLIP-T']:.4f} | {_ends(ends, 'CLIP-T', 4)} | {_ends(ends, 'DINO-I', 4)} "
+            f"| {_ends(ends, 'DINO-I identification', 3)} | {statistics['DINO-I']['rho']:+.3f} / {statistics['CLIP-T']['rho']:+.3f} "
+            f"| {statistics['DINO-I']['largest_step_share']:.3f} / {statistics['CLIP-T']['largest_step_share']:.3f} | "
+            + " | ".join(f"{both[key]:.3f}" for key, _, bar in BOTH_ENDS if bar is not None)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 #: each method's default dial setting (FlexIP's pipeline default γ; diffusers' default IP-Adapter scale)
 DEFAULT_SETTING = {"gamma": 0.5, "scale": 1.0}
 RANK_METRICS = ("CLIP-T", "CLIP-I", "DINO-I", "DINO-I identification")

@@ -89,23 +89,7 @@ def test_cli_reads_folders_and_labels(tmp_path):
     assert out.exit_code == 0 and f"| {tmp_path.name}/a |" in out.output and f"| {tmp_path.name}/b |" in out.output
 
 
-def swept(dial, clip_t, dino_i, identified, seed_shift=0.0):
-    """A result with the 11-value sweep (values 0, 0.1, …, 1: the curves are given at every value)."""
-    from flexip_miniworld.dials import SWEEP_11
-    from flexip_miniworld.evaluate import dial_statistics
-
-    scores = {
-        f"{dial}={v}": {"CLIP-T": t, "CLIP-I": 0.3, "DINO-I": d + seed_shift, "DINO-I identification": i}
-        for v, t, d, i in zip(SWEEP_11, clip_t, dino_i, identified)
-    }
-    for v in (0.25, 0.75):
-        scores[f"{dial}={v}"] = dict(scores[f"{dial}={round(v, 1)}"])
-    scores["base"] = {"CLIP-T": 0.8, "CLIP-I": 0.3, "DINO-I": 0.2, "DINO-I identification": 0.05}
-    scores["real render"] = {"CLIP-T": 0.8, "CLIP-I": 0.4, "DINO-I": 0.6, "DINO-I identification": 0.4}
-    return {"dial": dial, "subjects": 20, "first_subject": 0, "scores": scores, "dial_statistics": dial_statistics(scores, dial, list(SWEEP_11), 20)}
-
-
-def test_method_statistics_on_hand_made_frontiers():
+def test_method_statistics_on_hand_made_frontiers(swept):
     from flexip_miniworld.compare import method_statistics, method_table
 
     flat = [0.1] * 11
@@ -139,7 +123,7 @@ def test_method_statistics_on_hand_made_frontiers():
     assert "| IP-Adapter | 1.75 | 0.6000 | 0.3000 | 0.4000 | 0.1000 |" in table
 
 
-def test_a_method_that_never_gets_the_reference_text_is_marked_not_reached():
+def test_a_method_that_never_gets_the_reference_text_is_marked_not_reached(swept):
     from flexip_miniworld.compare import method_statistics, method_table
 
     flat = [0.1] * 11
@@ -153,7 +137,7 @@ def test_a_method_that_never_gets_the_reference_text_is_marked_not_reached():
     assert row.split(" | ")[4] == "not reached" and "nan" not in row
 
 
-def test_both_ends_table_reads_each_bar():
+def test_both_ends_table_reads_each_bar(swept):
     from flexip_miniworld.compare import both_ends_table
 
     # base CLIP-T 0.8, true renders identified 0.4, 20 identities (chance 0.05)
@@ -165,3 +149,23 @@ def test_both_ends_table_reads_each_bar():
     assert rows[2] == "| weak | 0–19 | 2.00 | 1.00 | yes | yes | 0.25 | 3/5 |"
     assert rows[3] == "| strong | 0–19 | 4.00 | 0.97 | yes | yes | 0.50 | 5/5 |"
     assert rows[4] == "| flat | 0–19 | 2.00 | 0.90 | no | yes | 0.25 | 1/5 |"
+
+
+def test_dial_table_gives_both_ends_of_every_run(swept):
+    from flexip_miniworld.compare import dial_table
+
+    # base CLIP-T 0.8, true renders identified 0.4, 20 identities (chance 0.05)
+    rising = swept("gamma", np.linspace(0.78, 0.7, 11), np.linspace(0.3, 0.5, 11), np.linspace(0.1, 0.3, 11))
+    scale = swept("scale", np.linspace(0.8, 0.76, 11), [0.2, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.4], [0.05] * 11, first=20)
+    rows = dial_table({"flexip": rising, "ipa": scale}).splitlines()
+    assert rows[0].startswith("| run | identities | base CLIP-T | CLIP-T 0 → 1 |") and len(rows) == 4
+    assert (
+        rows[2]
+        == "| flexip | 0–19 | 0.8000 | 0.7800 → 0.7000 | 0.3000 → 0.5000 | 0.100 → 0.300 | +1.000 / -1.000 | 0.100 / 0.100 | 2.000 | 0.975 | 0.750 |"
+    )
+    # DINO-I ties (ranks 1.5, 6.5, 11: ρ = √(67.5 / 110)) and jumps by half its range at the first and last steps;
+    # identification stays at chance
+    assert (
+        rows[3]
+        == "| ipa | 20–39 | 0.8000 | 0.8000 → 0.7600 | 0.2000 → 0.4000 | 0.050 → 0.050 | +0.783 / -1.000 | 0.500 / 0.100 | 1.000 | 1.000 | 0.125 |"
+    )

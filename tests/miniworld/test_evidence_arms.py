@@ -40,16 +40,20 @@ def test_unknown_arms_are_named():
         parse_arms("flexip,ip_adapter")
 
 
-def test_collect_copies_finished_runs_only(tmp_path):
+def test_collect_copies_finished_runs_only(tmp_path, swept):
     import json
 
     from flexip_miniworld.evidence import collect
 
+    evaluations = {
+        split: swept("gamma", [0.8 - 0.01 * k for k in range(11)], [0.3 + 0.02 * k for k in range(11)], [0.1] * 11, first=first)
+        for split, first in (("validation", 20), ("report", 0))
+    }
     for name, finished in (("flexip-s52", True), ("ip-adapter-image-s51", False), ("ip-adapter-full-s51", True)):
         run = tmp_path / "work" / "arms" / name
         for split in ("validation", "report") if name == "flexip-s52" or not finished else ():
             (run / split).mkdir(parents=True)
-            (run / split / "evaluation.json").write_text(json.dumps({"split": split, "run": name}))
+            (run / split / "evaluation.json").write_text(json.dumps(evaluations[split]))
         (run / "adapter").mkdir(parents=True)
         (run / "adapter" / "weights.safetensors").write_bytes(b"w")
         if finished:
@@ -58,6 +62,10 @@ def test_collect_copies_finished_runs_only(tmp_path):
     trained_only = tmp_path / "out" / "ip-adapter-full-s51"  # trained, not yet evaluated: its adapter is kept
     assert (trained_only / "adapter" / "weights.safetensors").is_file() and not (trained_only / "report.json").exists()
     out = tmp_path / "out" / "flexip-s52"
-    assert json.loads((out / "report.json").read_text()) == {"split": "report", "run": "flexip-s52"}
+    assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(evaluations["report"]))
     assert (out / "adapter" / "weights.safetensors").read_bytes() == b"w" and (out / "done.json").is_file()
     assert not (tmp_path / "out" / "ip-adapter-image-s51").exists()  # still training: nothing to record
+    table = (tmp_path / "out" / "runs.md").read_text().splitlines()  # every evaluated record, validation first
+    rows = [line for line in table if line.startswith("| flexip") or line.startswith("| ip-adapter")]
+    assert [row.split(" | ")[:2] for row in rows] == [["| flexip-s52 (validation)", "20–39"], ["| flexip-s52 (report)", "0–19"]]
+    assert "| 0.8000 → 0.7000 | 0.3000 → 0.5000 |" in rows[0]
