@@ -236,10 +236,8 @@ def compare(evaluations, labels, plot_path, out_path):
     evaluation.json): the dial's curves, the first CLIP-T step with its interval, targets met; with the 11-value
     sweep, per method (label) the frontier area, ρ, step share, control range over seeds and mRank, and per run
     what each end of the dial keeps."""
-    from collections import Counter
-
     from flexip.atomic import write_text
-    from flexip_miniworld.compare import both_ends_table, comparison_table, dial_table, load_result, method_table, plot_frontiers
+    from flexip_miniworld.compare import compare_results, load_result
 
     if labels and len(labels) != len(evaluations):
         raise FlexIPInputError(f"got {len(labels)} --label for {len(evaluations)} evaluations; give one per evaluation or none")
@@ -248,21 +246,7 @@ def compare(evaluations, labels, plot_path, out_path):
     folders = [Path(e) if Path(e).is_dir() else Path(e).parent for e in evaluations]
     names = list(labels) or [f"{folder.parent.name}/{folder.name}" for folder in folders]
     results = [load_result(e) for e in evaluations]
-    groups: dict[str, list[dict]] = {}
-    for name, result in zip(names, results):
-        groups.setdefault(name, []).append(result)
-    rows, seen = {}, Counter()
-    for name, result in zip(names, results):  # a label given to several runs (seeds) numbers them
-        seen[name] += 1
-        rows[name if len(groups[name]) == 1 else f"{name} #{seen[name]}"] = result
-    text = comparison_table(rows)
-    if all("dial_statistics" in r for r in results):
-        text += "\n\n" + method_table(groups) + "\n\nWhat each end of the dial keeps, per run:\n\n" + both_ends_table(rows)
-        text += "\n\nEvery run at dial 0 and dial 1:\n\n" + dial_table(rows)
-        if plot_path:
-            plot_frontiers(groups, Path(plot_path))
-    elif plot_path:
-        raise FlexIPInputError("--plot needs evaluations with the 11-value sweep (run `flexip miniworld evaluate` again)")
+    text = compare_results(list(zip(names, results)), Path(plot_path) if plot_path else None)
     if out_path:
         write_text(out_path, text + "\n")
     click.echo(text)
@@ -315,6 +299,20 @@ def evidence(workdir, arms, seeds, preset_dir, device, shipped, only, collect_di
     if collect_dir:
         collect(work, Path(collect_dir))
     click.echo(f"done: {', '.join(chosen)} × seeds {', '.join(map(str, seed_list))} in {work / 'arms'}")
+
+
+@miniworld_group.command("evidence-tables")
+@click.argument("records", default="docs/results/evidence")
+@click.option("--plots", "plots_dir", default="docs/img", show_default=True, help="Write each comparison's frontier plot here.")
+def evidence_tables(records, plots_dir):
+    """Rebuild the evidence report's comparisons from RECORDS (FlexIP against both IP-Adapter arms, the ablations,
+    the recipe candidates on validation), every seed of each arm included: markdown tables beside the records and
+    one frontier plot per comparison and identity range."""
+    from flexip_miniworld.evidence_tables import write_comparisons
+
+    Path(plots_dir).mkdir(parents=True, exist_ok=True)
+    written = write_comparisons(Path(records), Path(plots_dir))
+    click.echo(f"wrote {len(written)} files")
 
 
 @miniworld_group.command("sweep-grid")

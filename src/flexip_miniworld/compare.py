@@ -297,3 +297,27 @@ def plot_frontiers(groups: dict[str, list[dict]], path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return path
+
+
+def compare_results(named: list[tuple[str, dict]], plot: Path | None = None) -> str:
+    """`flexip miniworld compare`'s markdown for (label, result) pairs, in order (a label given to several results
+    makes them seeds of one method, numbered in the per-run tables); with the 11-value sweep, the per-method table,
+    the both-ends and dial-ends tables and, if `plot` is given, the frontier plot there."""
+    from collections import Counter
+
+    groups: dict[str, list[dict]] = {}
+    for name, result in named:
+        groups.setdefault(name, []).append(result)
+    rows, seen = {}, Counter()
+    for name, result in named:
+        seen[name] += 1
+        rows[name if len(groups[name]) == 1 else f"{name} #{seen[name]}"] = result
+    text = comparison_table(rows)
+    if all("dial_statistics" in r for _, r in named):
+        text += "\n\n" + method_table(groups) + "\n\nWhat each end of the dial keeps, per run:\n\n" + both_ends_table(rows)
+        text += "\n\nEvery run at dial 0 and dial 1:\n\n" + dial_table(rows)
+        if plot is not None:
+            plot_frontiers(groups, plot)
+    elif plot is not None:
+        raise FlexIPInputError("--plot needs evaluations with the 11-value sweep (run `flexip miniworld evaluate` again)")
+    return text

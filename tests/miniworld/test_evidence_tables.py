@@ -1,0 +1,47 @@
+"""`flexip miniworld evidence-tables`: every comparison of the report rebuilt from the records, all seeds in."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from flexip.errors import FlexIPInputError
+from flexip_miniworld.cli import miniworld_group
+
+
+def _record(folder, split, result):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{split}.json").write_text(json.dumps(result))
+
+
+def test_each_comparison_takes_every_seed_of_its_arms(tmp_path, swept):
+    records, plots = tmp_path / "records", tmp_path / "img"
+    plots.mkdir()
+    flexip = [swept("gamma", np.linspace(0.8, 0.7, 11), np.linspace(0.3, 0.5, 11), [0.1] * 11, seed_shift=s) for s in (0.0, 0.02)]
+    for seed, result in zip((51, 53), flexip):  # seeds need not be consecutive
+        _record(records / f"flexip-s{seed}", "report", result)
+    _record(records / "ip-adapter-full-s51", "report", swept("scale", np.linspace(0.8, 0.75, 11), np.linspace(0.2, 0.4, 11), [0.05] * 11))
+    _record(records / "uniform-gate-s52", "report", swept("gamma", np.linspace(0.8, 0.72, 11), np.linspace(0.3, 0.45, 11), [0.1] * 11))
+    _record(records / "pers-full-rate-s51", "report", flexip[0])  # a recipe's report record: not compared before the choice
+    logged = []
+    out = CliRunner().invoke(miniworld_group, ["evidence-tables", str(records), "--plots", str(plots)])
+    assert out.exit_code == 0, out.output
+    report = (records / "report.md").read_text()
+    assert "| FlexIP #1 | 0–19 |" in report and "| FlexIP #2 | 0–19 |" in report and "| IP-Adapter (full) | 0–19 |" in report
+    assert "| FlexIP | 2 |" in report and "IP-Adapter (image)" not in report  # an arm without records is left out
+    ablations = (records / "ablations_report.md").read_text()
+    assert "| uniform-gate | 1 |" in ablations and "IP-Adapter (full)" not in ablations
+    assert not (records / "recipes_report.md").exists() and not (records / "validation.md").exists()
+    assert {p.name for p in plots.iterdir()} == {"evidence_frontier_report.png", "evidence_ablations_report.png"}
+
+    from flexip_miniworld.evidence_tables import write_comparisons
+
+    (records / "ip-adapter-full-s51" / "report.json").unlink()
+    (records / "uniform-gate-s52" / "report.json").unlink()
+    assert write_comparisons(records, None, log=logged.append) == []  # FlexIP alone compares with nothing
+    assert any("fewer than two methods" in line for line in logged)
+    with pytest.raises(FlexIPInputError, match="not a folder of evidence records"):
+        write_comparisons(tmp_path / "missing")
