@@ -201,6 +201,8 @@ def method_statistics(groups: dict[str, list[dict]]) -> dict[str, dict]:
             for metric in RANK_METRICS:
                 add(f"default {metric}", r["scores"][default][metric])
         out[label] = {name: (*_mean_sd(values), len(values)) for name, values in per_run.items()}
+        reached = [v for v in per_run["DINO-I at the reference CLIP-T"] if not math.isnan(v)]  # over the seeds that get there
+        out[label]["DINO-I at the reference CLIP-T"] = (*_mean_sd(reached), len(reached)) if reached else (float("nan"), float("nan"), 0)
     out["_reference"] = {
         "lowest CLIP-T": lowest_text,
         "base DINO-I": base["DINO-I"],
@@ -210,10 +212,10 @@ def method_statistics(groups: dict[str, list[dict]]) -> dict[str, dict]:
     return out
 
 
-def _cell(column: str, mean: float, sd: float) -> str:
+def _cell(column: str, mean: float, sd: float, n: int, seeds: int) -> str:
     if math.isnan(mean) and column == "DINO-I at the reference CLIP-T":
-        return "not reached"  # every point of its sweep has less CLIP-T than the reference level
-    return f"{mean:.4f} ± {sd:.4f}"
+        return "not reached"  # every point of every seed's sweep has less CLIP-T than the reference level
+    return f"{mean:.4f} ± {sd:.4f}" + (f" ({n} of {seeds} seeds reach it)" if n < seeds else "")
 
 
 def method_table(groups: dict[str, list[dict]]) -> str:
@@ -244,8 +246,9 @@ def method_table(groups: dict[str, list[dict]]) -> str:
         "|---|---|" + "---|" * len(columns),
     ]
     for label, values in stats.items():
-        cells = [_cell(c, *values[c][:2]) for c in columns]
-        lines.append(f"| {label} | {values[columns[0]][2]} | " + " | ".join(cells) + " |")
+        seeds = values[columns[0]][2]
+        cells = [_cell(c, *values[c], seeds) for c in columns]
+        lines.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
     table = pd.DataFrame([{"method": label, **{m: values[f"default {m}"][0] for m in RANK_METRICS}} for label, values in stats.items()])
     ranked = rank_methods(table, list(RANK_METRICS))
     lines += [
