@@ -298,7 +298,10 @@ def plot_frontiers(groups: dict[str, list[dict]], path: Path) -> Path:
     first = list(groups.values())[0][0]
     figure.suptitle(f"held-out identities {identity_range(first)}: the dial from 0 to 1 (11 values); thin: one seed, bold: mean", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    from flexip.atomic import atomic_path
+
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110)
     return path
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from flexip.atomic import write_text
+from flexip.atomic import atomic_path, write_text
 from flexip.errors import FlexIPInputError
 from flexip.evaluation import metrics as M
 from flexip.evaluation.intervals import step_intervals
@@ -282,7 +282,8 @@ def evaluate(
         from flexip.visualization import make_grid
 
         labels = ["reference", "true render", "base (no ref.)"] + [f"{name} = {g}" for g in GAMMAS]
-        make_grid(grid_rows, labels, grid_labels, cell=96).save(out_dir / "evaluation_samples.png")
+        with atomic_path(out_dir / "evaluation_samples.png") as temporary:
+            make_grid(grid_rows, labels, grid_labels, cell=96).save(temporary)
     return result
 
 
@@ -326,7 +327,8 @@ def plot_curves(result: dict, path: Path) -> Path:
         fontsize=8,
     )
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110)
     return path
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from flexip.atomic import write_text
+from flexip.atomic import atomic_path, write_text
 from flexip.errors import FlexIPInputError
 from flexip.evaluation.curves import CurveStatistics, curve_statistics
 from flexip.evaluation.metrics import METRICS
@@ -147,7 +147,8 @@ def plot_sweep_curves(results: Sequence[EvaluationResult], path: str | Path) -> 
 def _save(figure: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=120)
     return path
 
 

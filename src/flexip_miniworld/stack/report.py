@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from flexip.atomic import atomic_path
 from flexip_miniworld.dataset import load_jsonl
 
 CURVES = ("autoencoder", "decoder", "clip", "unet", "unet_grow", "dino", "eval_clip", "eval_dino", "adapter")
@@ -36,7 +37,8 @@ def plot_losses(manifest: dict, out_png: Path) -> Path:
         if stage in ("autoencoder", "decoder", "unet", "unet_grow", "adapter"):
             axis.set_yscale("log")
     figure.tight_layout()
-    figure.savefig(out_png, dpi=110)
+    with atomic_path(out_png) as temporary:
+        figure.savefig(temporary, dpi=110)
     plt.close(figure)
     return out_png
 
@@ -62,7 +64,8 @@ def reconstructions(work: Path, out_png: Path, count: int = 12) -> Path:
         y = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
         rows.append([Image.fromarray(((v.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype("uint8")) for v in y])
         labels.append(label)
-    make_grid(rows, None, labels, cell=64).save(out_png)
+    with atomic_path(out_png) as temporary:
+        make_grid(rows, None, labels, cell=64).save(temporary)
     return out_png
 
 
@@ -86,7 +89,8 @@ def base_samples(work: Path, out_png: Path, steps: int = 20, guidance: float = 3
     rows = []
     for prompt in prompts:
         rows.append(pipe([prompt] * 6, num_inference_steps=steps, guidance_scale=guidance, generator=torch.Generator().manual_seed(0)).images)
-    make_grid(rows, [f"sample {i + 1}" for i in range(6)], prompts, cell=64).save(out_png)
+    with atomic_path(out_png) as temporary:
+        make_grid(rows, [f"sample {i + 1}" for i in range(6)], prompts, cell=64).save(temporary)
     return out_png
 
 
