@@ -11,9 +11,12 @@ there, and the report's identities are looked at after the choice.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from flexip.errors import FlexIPInputError
+from flexip_miniworld.compare import RANK_METRICS, method_statistics
+from flexip_miniworld.evaluate import identity_range
 
 #: name → (the arms with their labels, in order; the identity ranges it is made for)
 COMPARISONS: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {
@@ -36,8 +39,69 @@ COMPARISONS: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {
         ("validation",),
     ),
 }
+SUMMARY_TITLES = {
+    "frontier": "FlexIP against IP-Adapter (C1, C2)",
+    "ablations": "FlexIP against its ablations (C3)",
+    "recipes": "Recipe candidates (rule 2, validation identities only)",
+}
+SUMMARY_INTRO = (
+    "# The evidence in brief\n\nWritten by `flexip miniworld evidence-tables` from the records beside this file: per "
+    "comparison and identity range, mean ± sample sd over seeds (a bare value: one seed). The frontier area is taken "
+    "against each comparison's own reference point; DINO-I at the reference text is read at the CLIP-T that the "
+    "comparison's last method reaches at dial 1; mRank is at each method's default setting (γ = 0.5, scale 1)."
+)
 #: the markdown file of a comparison on an identity range (the frontier comparison keeps its first names)
 TABLE_NAMES = {"frontier": "{split}.md", "ablations": "ablations_{split}.md", "recipes": "recipes_{split}.md"}
+
+
+def _short(value: tuple, digits: int, seeds: int, signed: bool = False) -> str:
+    """Mean ± sd, the bare mean for one seed; a statistic that only some seeds have says over how many."""
+    mean, sd, n = value[:3]
+    if math.isnan(mean):
+        return "not reached"
+    text = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
+    text = text if n < 2 else f"{text} ± {sd:.{digits}f}"
+    return text if n == seeds else f"{text} ({n} of {seeds} seeds)"
+
+
+#: the columns of `summary_rows`, after the optional ratio
+SUMMARY_HEADER = "| method | n | identities | frontier area (DINO-I) | DINO-I at the reference text | largest step DINO-I / CLIP-T | DINO-I control range | mRank |"
+
+
+def summary_rows(groups: dict[str, list[dict]], ratio_to_first: bool = False) -> list[str]:
+    """The report's compact rows for one comparison: per method (mean ± sd over seeds, the bare value for one seed)
+    the frontier area, DINO-I at the last method's dial-1 text, the largest DINO-I / CLIP-T step shares, the
+    DINO-I control range and mRank at the default settings. With `ratio_to_first`, a column after the control
+    range gives the first method's mean control range over each other's (C3's ratio)."""
+    import pandas as pd
+
+    from flexip.evaluation.ranking import rank_methods
+
+    stats = method_statistics(groups)
+    stats.pop("_reference")
+    table = pd.DataFrame([{"method": label, **{m: values[f"default {m}"][0] for m in RANK_METRICS}} for label, values in stats.items()])
+    mrank = dict(zip(table["method"], rank_methods(table, list(RANK_METRICS))["mRank"]))
+    best = min(mrank.values())
+    first = next(iter(stats.values()))["DINO-I control_range"][0]
+    rows = []
+    for label, values in stats.items():
+        seeds = len(groups[label])
+        steps = f"{_short(values['DINO-I largest_step_share'], 3, seeds)} / {_short(values['CLIP-T largest_step_share'], 3, seeds)}"
+        cells = [
+            label,
+            str(seeds),
+            identity_range(groups[label][0]),
+            _short(values["area DINO-I"], 4, seeds),
+            _short(values["DINO-I at the reference CLIP-T"], 3, seeds),
+            steps,
+            _short(values["DINO-I control_range"], 3, seeds, signed=True),
+        ]
+        if ratio_to_first:
+            control = values["DINO-I control_range"][0]
+            cells.append("" if values is next(iter(stats.values())) else f"{first / control:.2f}×")
+        cells.append(f"**{mrank[label]:.2f}**" if mrank[label] == best else f"{mrank[label]:.2f}")
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
 
 
 def records_of(records: Path, arm: str, split: str) -> list[Path]:
@@ -55,17 +119,27 @@ def write_comparisons(records: Path, plots: Path | None = None, log=print) -> li
     records = Path(records)
     if not records.is_dir():
         raise FlexIPInputError(f"{records} is not a folder of evidence records (written by `flexip miniworld evidence --collect`)")
-    written = []
+    written, summary = [], []
     for name, (arms, splits) in COMPARISONS.items():
+        rows = []
         for split in splits:
             named = [(label, load_result(path)) for arm, label in arms for path in records_of(records, arm, split)]
             if len({label for label, _ in named}) < 2:
                 log(f"[evidence] {name} on {split}: fewer than two methods have records, skipped")
                 continue
+            groups: dict[str, list[dict]] = {}
+            for label, result in named:
+                groups.setdefault(label, []).append(result)
+            rows += summary_rows(groups, ratio_to_first=name == "ablations")
             plot = Path(plots) / f"evidence_{name}_{split}.png" if plots is not None else None
             table = records / TABLE_NAMES[name].format(split=split)
             written.append(write_text(table, compare_results(named, plot) + "\n"))
             written += [plot] if plot is not None else []
             counts = ", ".join(f"{label} × {sum(1 for other, _ in named if other == label)}" for label in dict(named))
             log(f"[evidence] {table}: {counts}")
+        if rows:
+            header = SUMMARY_HEADER.replace(" mRank |", " FlexIP / this (control range) | mRank |") if name == "ablations" else SUMMARY_HEADER
+            summary += [f"## {SUMMARY_TITLES[name]}", "", header, "|---" * header.count(" | ") + "|---|", *rows, ""]
+    if summary:
+        written.append(write_text(records / "summary.md", "\n".join([SUMMARY_INTRO, "", *summary])))
     return written

@@ -36,6 +36,14 @@ def test_each_comparison_takes_every_seed_of_its_arms(tmp_path, swept):
     assert "| uniform-gate | 1 |" in ablations and "IP-Adapter (full)" not in ablations
     assert not (records / "recipes_report.md").exists() and not (records / "validation.md").exists()
     assert {p.name for p in plots.iterdir()} == {"evidence_frontier_report.png", "evidence_ablations_report.png"}
+    summary = (records / "summary.md").read_text().splitlines()
+    rows = [line.split(" | ") for line in summary if line.startswith("| ") and not line.startswith("| method")]
+    flexip_row, ipa_row, ablation_row, uniform_row = rows
+    # FlexIP: DINO-I 0.3 → 0.5 in both seeds (+0.200, sd 0), steps of 0.1 of the range; IP-Adapter 0.2 → 0.4, one seed
+    assert flexip_row[:3] == ["| FlexIP", "2", "0–19"] and flexip_row[5:7] == ["0.100 ± 0.000 / 0.100 ± 0.000", "+0.200 ± 0.000"]
+    assert ipa_row[:3] == ["| IP-Adapter (full)", "1", "0–19"] and ipa_row[6] == "+0.200" and flexip_row[-1].startswith("**")
+    # the ablations' rows give FlexIP's control range over each one's: 0.200 / 0.150
+    assert ablation_row[0] == "| FlexIP" and uniform_row[:3] == ["| uniform-gate", "1", "0–19"] and uniform_row[7] == "1.33×"
 
     from flexip_miniworld.evidence_tables import write_comparisons
 
