@@ -304,14 +304,22 @@ def evidence(workdir, arms, seeds, preset_dir, device, shipped, only, collect_di
 @miniworld_group.command("evidence-tables")
 @click.argument("records", default="docs/results/evidence")
 @click.option("--plots", "plots_dir", default="docs/img", show_default=True, help="Write each comparison's frontier plot here.")
-def evidence_tables(records, plots_dir):
+@click.option(
+    "--report",
+    "report_path",
+    default=None,
+    help="Also rewrite this markdown file's marked tables (<!-- begin:evidence-NAME --> … <!-- end:evidence-NAME -->; NAME: runs, frontier, ablations, recipes).",
+)
+def evidence_tables(records, plots_dir, report_path):
     """Rebuild the evidence report's comparisons from RECORDS (FlexIP against both IP-Adapter arms, the ablations,
     the recipe candidates on validation), every seed of each arm included: markdown tables beside the records and
     one frontier plot per comparison and identity range."""
     from flexip_miniworld.evidence_tables import write_comparisons
 
+    if report_path is not None and not Path(report_path).is_file():
+        raise FlexIPInputError(f"--report {report_path} not found: give the markdown file whose marked tables to rewrite")
     Path(plots_dir).mkdir(parents=True, exist_ok=True)
-    written = write_comparisons(Path(records), Path(plots_dir))
+    written = write_comparisons(Path(records), Path(plots_dir), Path(report_path) if report_path else None)
     click.echo(f"wrote {len(written)} files")
 
 

@@ -161,20 +161,26 @@ def collect(work: Path, into: Path, log=print) -> list[str]:
     return collected
 
 
-def write_runs_table(records: Path) -> Path:
-    """RECORDS/runs.md: every collected run's evaluations, one row each (`compare.dial_table`), validation first."""
-    from flexip.atomic import write_text
+def runs_table(records: Path) -> str:
+    """Every collected run's evaluations, one row each (`compare.dial_table`), validation first."""
     from flexip_miniworld.compare import dial_table, load_result
 
     rows = {}
     for split in SPLITS:
         for record in sorted(records.glob(f"*-s*/{split}.json")):
             rows[f"{record.parent.name} ({split})"] = load_result(record)
+    return dial_table(rows)
+
+
+def write_runs_table(records: Path) -> Path:
+    """RECORDS/runs.md: `runs_table` with what its columns mean."""
+    from flexip.atomic import write_text
+
     text = (
         "# Every evidence run, at both ends of its dial\n\n"
         "Written by `flexip_miniworld.evidence.collect` from the records beside this file. Dial 0 → 1 is γ for FlexIP and "
         "its ablations, the scale for IP-Adapter (whose scale 0 is the base model); *id.* is DINO identification among the "
-        "20 identities (chance 0.05).\n\n" + dial_table(rows) + "\n"
+        "20 identities (chance 0.05).\n\n" + runs_table(records) + "\n"
     )
     return write_text(records / "runs.md", text)
 

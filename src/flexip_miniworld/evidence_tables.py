@@ -12,6 +12,7 @@ there, and the report's identities are looked at after the choice.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from flexip.errors import FlexIPInputError
@@ -110,16 +111,29 @@ def records_of(records: Path, arm: str, split: str) -> list[Path]:
     return sorted(found, key=lambda path: int(path.parent.name[len(arm) + 2 :]))
 
 
-def write_comparisons(records: Path, plots: Path | None = None, log=print) -> list[Path]:
+def fill_blocks(text: str, blocks: dict[str, str]) -> str:
+    """`text` with what stands between each `<!-- begin:evidence-NAME -->` and `<!-- end:evidence-NAME -->` replaced by
+    blocks[NAME]; a block the text has no markers for is left out, and text outside the markers is kept as it is."""
+    for name, body in blocks.items():
+        begin, end = f"<!-- begin:evidence-{name} -->", f"<!-- end:evidence-{name} -->"
+        pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+        text = pattern.sub(lambda _, body=body, begin=begin, end=end: f"{begin}\n{body.rstrip()}\n{end}", text)
+    return text
+
+
+def write_comparisons(records: Path, plots: Path | None = None, report: Path | None = None, log=print) -> list[Path]:
     """Every comparison on every identity range it is made for, as RECORDS/<table> (markdown) and, with `plots`,
-    PLOTS/evidence_<name>_<split>.png. Returns the files written."""
+    PLOTS/evidence_<name>_<split>.png; RECORDS/summary.md with the compact rows of all; with `report`, the
+    report's marked blocks (`fill_blocks`: one per comparison, and `runs`) rewritten. Returns the files written."""
     from flexip.atomic import write_text
     from flexip_miniworld.compare import compare_results, load_result
 
     records = Path(records)
     if not records.is_dir():
         raise FlexIPInputError(f"{records} is not a folder of evidence records (written by `flexip miniworld evidence --collect`)")
-    written, summary = [], []
+    from flexip_miniworld.evidence import runs_table
+
+    written, summary, blocks = [], [], {"runs": runs_table(records)}
     for name, (arms, splits) in COMPARISONS.items():
         rows = []
         for split in splits:
@@ -139,7 +153,10 @@ def write_comparisons(records: Path, plots: Path | None = None, log=print) -> li
             log(f"[evidence] {table}: {counts}")
         if rows:
             header = SUMMARY_HEADER.replace(" mRank |", " FlexIP / this (control range) | mRank |") if name == "ablations" else SUMMARY_HEADER
-            summary += [f"## {SUMMARY_TITLES[name]}", "", header, "|---" * header.count(" | ") + "|---|", *rows, ""]
+            blocks[name] = "\n".join([header, "|---" * header.count(" | ") + "|---|", *rows])
+            summary += [f"## {SUMMARY_TITLES[name]}", "", blocks[name], ""]
     if summary:
         written.append(write_text(records / "summary.md", "\n".join([SUMMARY_INTRO, "", *summary])))
+    if report is not None:
+        written.append(write_text(report, fill_blocks(Path(report).read_text(), blocks)))
     return written

@@ -27,8 +27,17 @@ def test_each_comparison_takes_every_seed_of_its_arms(tmp_path, swept):
     _record(records / "uniform-gate-s52", "report", swept("gamma", np.linspace(0.8, 0.72, 11), np.linspace(0.3, 0.45, 11), [0.1] * 11))
     _record(records / "pers-full-rate-s51", "report", flexip[0])  # a recipe's report record: not compared before the choice
     logged = []
-    out = CliRunner().invoke(miniworld_group, ["evidence-tables", str(records), "--plots", str(plots)])
+    report_md = tmp_path / "evidence.md"
+    marked = "<!-- begin:evidence-{0} -->\nstale {0}\n<!-- end:evidence-{0} -->"
+    report_md.write_text(f"intro\n{marked.format('frontier')}\nbetween\n{marked.format('runs')}\n{marked.format('recipes')}\nend\n")
+    out = CliRunner().invoke(miniworld_group, ["evidence-tables", str(records), "--plots", str(plots), "--report", str(report_md)])
     assert out.exit_code == 0, out.output
+    filled = report_md.read_text()
+    assert filled.startswith("intro\n<!-- begin:evidence-frontier -->\n| method | n | identities |") and "\nbetween\n" in filled
+    assert "stale frontier" not in filled and "stale runs" not in filled and "| flexip-s53 (report) | 0–19 |" in filled
+    assert "stale recipes" in filled and filled.endswith("end\n")  # no recipe records on validation: that block is left
+    out = CliRunner().invoke(miniworld_group, ["evidence-tables", str(records), "--report", str(tmp_path / "none.md")])
+    assert out.exit_code != 0 and "--report" in str(out.exception)
     report = (records / "report.md").read_text()
     assert "| FlexIP #1 | 0–19 |" in report and "| FlexIP #2 | 0–19 |" in report and "| IP-Adapter (full) | 0–19 |" in report
     assert "| FlexIP | 2 |" in report and "IP-Adapter (image)" not in report  # an arm without records is left out
