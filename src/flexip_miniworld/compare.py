@@ -31,6 +31,7 @@ import json
 import math
 from pathlib import Path
 
+from flexip.atomic import atomic_path
 from flexip.errors import FlexIPInputError
 from flexip_miniworld.evaluate import identity_range
 
@@ -218,12 +219,27 @@ def _cell(column: str, mean: float, sd: float, n: int, seeds: int) -> str:
     return f"{mean:.4f} ± {sd:.4f}" + (f" ({n} of {seeds} seeds reach it)" if n < seeds else "")
 
 
-def method_table(groups: dict[str, list[dict]]) -> str:
-    """Markdown: one row per method (mean ± sd over seeds), then mRank at the default settings."""
+def default_ranking(stats: dict[str, dict]):
+    """`rank_methods` over the seed means at each method's default setting (`method_statistics` without its
+    "_reference"): a frame with method, mRank and the metrics, in the methods' order."""
     import pandas as pd
 
     from flexip.evaluation.ranking import rank_methods
 
+    table = pd.DataFrame([{"method": label, **{m: values[f"default {m}"][0] for m in RANK_METRICS}} for label, values in stats.items()])
+    return rank_methods(table, list(RANK_METRICS))
+
+
+def group_by_label(named: list[tuple[str, dict]]) -> dict[str, list[dict]]:
+    """(label, result) pairs → label: its results in order (a label given to several results: seeds of one method)."""
+    groups: dict[str, list[dict]] = {}
+    for name, result in named:
+        groups.setdefault(name, []).append(result)
+    return groups
+
+
+def method_table(groups: dict[str, list[dict]]) -> str:
+    """Markdown: one row per method (mean ± sd over seeds), then mRank at the default settings."""
     stats = method_statistics(groups)
     reference = stats.pop("_reference")
     columns = (
@@ -249,8 +265,7 @@ def method_table(groups: dict[str, list[dict]]) -> str:
         seeds = values[columns[0]][2]
         cells = [_cell(c, *values[c], seeds) for c in columns]
         lines.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
-    table = pd.DataFrame([{"method": label, **{m: values[f"default {m}"][0] for m in RANK_METRICS}} for label, values in stats.items()])
-    ranked = rank_methods(table, list(RANK_METRICS))
+    ranked = default_ranking(stats)
     lines += [
         "",
         "mRank at each method's default setting (FlexIP γ = 0.5, IP-Adapter scale 1), seed means:",
@@ -298,8 +313,6 @@ def plot_frontiers(groups: dict[str, list[dict]], path: Path) -> Path:
     first = list(groups.values())[0][0]
     figure.suptitle(f"held-out identities {identity_range(first)}: the dial from 0 to 1 (11 values); thin: one seed, bold: mean", fontsize=9)
     figure.tight_layout()
-    from flexip.atomic import atomic_path
-
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=110)
     return path
@@ -311,9 +324,7 @@ def compare_results(named: list[tuple[str, dict]], plot: Path | None = None) -> 
     the both-ends and dial-ends tables and, if `plot` is given, the frontier plot there."""
     from collections import Counter
 
-    groups: dict[str, list[dict]] = {}
-    for name, result in named:
-        groups.setdefault(name, []).append(result)
+    groups = group_by_label(named)
     rows, seen = {}, Counter()
     for name, result in named:
         seen[name] += 1

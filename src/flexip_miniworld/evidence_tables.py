@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from flexip.errors import FlexIPInputError
-from flexip_miniworld.compare import RANK_METRICS, method_statistics
+from flexip_miniworld.compare import default_ranking, group_by_label, method_statistics
 from flexip_miniworld.evaluate import identity_range
 
 #: name → (the arms with their labels, in order; the identity ranges it is made for)
@@ -74,18 +74,14 @@ def summary_rows(groups: dict[str, list[dict]], ratio_to_first: bool = False) ->
     the frontier area, DINO-I at the last method's dial-1 text, the largest DINO-I / CLIP-T step shares, the
     DINO-I control range and mRank at the default settings. With `ratio_to_first`, a column after the control
     range gives the first method's mean control range over each other's (C3's ratio)."""
-    import pandas as pd
-
-    from flexip.evaluation.ranking import rank_methods
-
     stats = method_statistics(groups)
     stats.pop("_reference")
-    table = pd.DataFrame([{"method": label, **{m: values[f"default {m}"][0] for m in RANK_METRICS}} for label, values in stats.items()])
-    mrank = dict(zip(table["method"], rank_methods(table, list(RANK_METRICS))["mRank"]))
+    ranking = default_ranking(stats)
+    mrank = dict(zip(ranking["method"], ranking["mRank"]))
     best = min(mrank.values())
     first = next(iter(stats.values()))["DINO-I control_range"][0]
     rows = []
-    for label, values in stats.items():
+    for index, (label, values) in enumerate(stats.items()):
         seeds = len(groups[label])
         steps = f"{_short(values['DINO-I largest_step_share'], 3, seeds)} / {_short(values['CLIP-T largest_step_share'], 3, seeds)}"
         cells = [
@@ -99,7 +95,7 @@ def summary_rows(groups: dict[str, list[dict]], ratio_to_first: bool = False) ->
         ]
         if ratio_to_first:
             control = values["DINO-I control_range"][0]
-            cells.append("" if values is next(iter(stats.values())) else f"{first / control:.2f}×")
+            cells.append("" if index == 0 else f"{first / control:.2f}×")
         cells.append(f"**{mrank[label]:.2f}**" if mrank[label] == best else f"{mrank[label]:.2f}")
         rows.append("| " + " | ".join(cells) + " |")
     return rows
@@ -141,10 +137,7 @@ def write_comparisons(records: Path, plots: Path | None = None, report: Path | N
             if len({label for label, _ in named}) < 2:
                 log(f"[evidence] {name} on {split}: fewer than two methods have records, skipped")
                 continue
-            groups: dict[str, list[dict]] = {}
-            for label, result in named:
-                groups.setdefault(label, []).append(result)
-            rows += summary_rows(groups, ratio_to_first=name == "ablations")
+            rows += summary_rows(group_by_label(named), ratio_to_first=name == "ablations")
             plot = Path(plots) / f"evidence_{name}_{split}.png" if plots is not None else None
             table = records / TABLE_NAMES[name].format(split=split)
             written.append(write_text(table, compare_results(named, plot) + "\n"))
