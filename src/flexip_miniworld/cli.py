@@ -272,11 +272,17 @@ def compare(evaluations, labels, plot_path, out_path):
     help="Afterwards copy every finished run's evaluations, loss curve and adapter here (e.g. docs/results/evidence).",
 )
 @click.option("--split", "split", type=click.Choice(["validation", "report"]), default=None, help="Evaluate on this range only [default: both].")
-def evidence(workdir, arms, seeds, preset_dir, device, shipped, only, collect_dir, split):
+@click.option(
+    "--restore",
+    "restore_dir",
+    default=None,
+    help="First bring the runs collected here (e.g. docs/results/evidence) back into WORKDIR/arms, so a fresh checkout evaluates or adds seeds without retraining them.",
+)
+def evidence(workdir, arms, seeds, preset_dir, device, shipped, only, collect_dir, split, restore_dir):
     """Train and evaluate issue 14's arms (FlexIP, the IP-Adapter baseline, ablations) one after another in
     WORKDIR/arms/ARM-sSEED, each resumable, each evaluated on the validation and the report identities."""
     from flexip.presets import get_preset
-    from flexip_miniworld.evidence import collect, evaluate_arm, evaluate_shipped, parse_arms, prepare_workdir, train_arm
+    from flexip_miniworld.evidence import collect, evaluate_arm, evaluate_shipped, parse_arms, prepare_workdir, restore, train_arm
 
     chosen = parse_arms(arms)
     try:
@@ -285,6 +291,10 @@ def evidence(workdir, arms, seeds, preset_dir, device, shipped, only, collect_di
         raise FlexIPInputError(f"--seeds is comma-separated integers, got {seeds!r}") from None
     preset = Path(preset_dir) if preset_dir else get_preset("miniworld").folder
     work = Path(workdir)
+    if restore_dir:
+        if not Path(restore_dir).is_dir():
+            raise FlexIPInputError(f"--restore expects a folder of collected runs (like docs/results/evidence), got {restore_dir!r}")
+        restore(Path(restore_dir), work)
     prepare_workdir(work, preset)
     if shipped:
         evaluate_shipped(work, preset, device)

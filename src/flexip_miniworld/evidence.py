@@ -136,8 +136,8 @@ def evaluate_arm(
 def collect(work: Path, into: Path, log=print) -> list[str]:
     """Copy every trained run's record into `into` (the repository's docs/results/evidence): per run its
     validation.json and report.json (the evaluations it has), done.json, the loss curve and the trained adapter,
-    so the tables and plots can be remade, and the runs (re-)evaluated, without training again: copy a record's
-    adapter/ and done.json back to WORKDIR/arms/ARM-sSEED/ and run `evidence --only evaluate`."""
+    so the tables and plots can be remade, and the runs (re-)evaluated, without training again (`restore`).
+    What a restored run lacks (its checkpoints, hence its loss curve) is kept from the record it came from."""
     from flexip.atomic import atomic_directory, write_json
     from flexip.training.checkpointing import latest_checkpoint, load_trainer_state
 
@@ -145,20 +145,49 @@ def collect(work: Path, into: Path, log=print) -> list[str]:
     for run in sorted((Path(work) / "arms").glob("*-s*")):
         if not (run / "done.json").is_file():
             continue  # still training: nothing to record
-        with atomic_directory(Path(into) / run.name) as staging:
+        record = Path(into) / run.name
+        with atomic_directory(record) as staging:
             for split in SPLITS:  # a run trained but not yet evaluated keeps its adapter, to be evaluated later
                 if (run / split / "evaluation.json").is_file():
                     shutil.copy(run / split / "evaluation.json", staging / f"{split}.json")
+                elif (record / f"{split}.json").is_file():
+                    shutil.copy(record / f"{split}.json", staging / f"{split}.json")
             shutil.copy(run / "done.json", staging / "done.json")
             checkpoint = latest_checkpoint(run)
             if checkpoint is not None:
                 write_json(staging / "loss_curve.json", load_trainer_state(checkpoint).get("loss_curve", []))
+            elif (record / "loss_curve.json").is_file():  # a restored run: its checkpoints stayed where it trained
+                shutil.copy(record / "loss_curve.json", staging / "loss_curve.json")
             if (run / "adapter").is_dir():  # the shipped adapter (flexip-s51) stays in the preset
                 shutil.copytree(run / "adapter", staging / "adapter")
         collected.append(run.name)
         log(f"[evidence] collected {run.name}")
     write_runs_table(Path(into))
     return collected
+
+
+def restore(records: Path, work: Path, log=print) -> list[str]:
+    """The reverse of `collect`: every record's adapter/, done.json and evaluations back into
+    WORKDIR/arms/ARM-sSEED (nothing a run there already has is overwritten), so that on a fresh checkout the
+    collected runs can be (re-)evaluated, and new seeds added, without training the old ones again."""
+    restored = []
+    for record in sorted(Path(records).glob("*-s*")):
+        if not (record / "done.json").is_file():
+            continue
+        run = Path(work) / "arms" / record.name
+        if (run / "done.json").is_file():
+            continue
+        run.mkdir(parents=True, exist_ok=True)
+        if (record / "adapter").is_dir() and not (run / "adapter").exists():
+            shutil.copytree(record / "adapter", run / "adapter")
+        for split in SPLITS:
+            if (record / f"{split}.json").is_file():
+                (run / split).mkdir(exist_ok=True)
+                shutil.copy(record / f"{split}.json", run / split / "evaluation.json")
+        shutil.copy(record / "done.json", run / "done.json")  # last: a run is restored once done.json is there
+        restored.append(record.name)
+        log(f"[evidence] restored {record.name}")
+    return restored
 
 
 def runs_table(records: Path) -> str:

@@ -69,3 +69,45 @@ def test_collect_copies_finished_runs_only(tmp_path, swept):
     rows = [line for line in table if line.startswith("| flexip") or line.startswith("| ip-adapter")]
     assert [row.split(" | ")[:2] for row in rows] == [["| flexip-s52 (validation)", "20–39"], ["| flexip-s52 (report)", "0–19"]]
     assert "| 0.8000 → 0.7000 | 0.3000 → 0.5000 |" in rows[0]
+
+
+def test_restored_runs_collect_back_to_the_same_records(tmp_path, swept):
+    """A fresh checkout restores the collected runs (no checkpoints there), evaluates the one that lacked an
+    evaluation, and collects again: nothing recorded before is lost, the loss curve included."""
+    import json
+
+    from flexip_miniworld.evidence import collect, restore
+
+    records = tmp_path / "records"
+    evaluation = swept("gamma", [0.8 - 0.01 * k for k in range(11)], [0.3 + 0.02 * k for k in range(11)], [0.1] * 11, first=20)
+    for name, splits in (("flexip-s52", ("validation", "report")), ("uniform-gate-s52", ())):
+        (records / name / "adapter").mkdir(parents=True)
+        (records / name / "adapter" / "weights.safetensors").write_bytes(name.encode())
+        (records / name / "done.json").write_text(json.dumps({"arm": name[:-4], "seed": 52}))
+        (records / name / "loss_curve.json").write_text(json.dumps([[10, 0.5], [20, 0.4]]))
+        for split in splits:
+            (records / name / f"{split}.json").write_text(json.dumps(evaluation))
+    (records / "no-dino-s52").mkdir()  # not finished: not restored
+    work = tmp_path / "work"
+    assert restore(records, work, log=lambda m: None) == ["flexip-s52", "uniform-gate-s52"]
+    assert (work / "arms" / "flexip-s52" / "report" / "evaluation.json").is_file()
+    assert not (work / "arms" / "uniform-gate-s52" / "validation").exists() and not (work / "arms" / "no-dino-s52").exists()
+    (work / "arms" / "uniform-gate-s52" / "validation").mkdir()  # evaluated after the restore
+    (work / "arms" / "uniform-gate-s52" / "validation" / "evaluation.json").write_text(json.dumps(evaluation))
+    assert restore(records, work, log=lambda m: None) == []  # restored runs are left as they are
+    assert collect(work, records, log=lambda m: None) == ["flexip-s52", "uniform-gate-s52"]
+    for name in ("flexip-s52", "uniform-gate-s52"):
+        assert json.loads((records / name / "loss_curve.json").read_text()) == [[10, 0.5], [20, 0.4]]
+        assert (records / name / "adapter" / "weights.safetensors").read_bytes() == name.encode()
+    assert (records / "uniform-gate-s52" / "validation.json").is_file() and not (records / "uniform-gate-s52" / "report.json").exists()
+    assert json.loads((records / "flexip-s52" / "report.json").read_text()) == json.loads(json.dumps(evaluation))
+
+
+def test_a_missing_restore_folder_is_named_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    from flexip_miniworld.cli import miniworld_group
+
+    bad = CliRunner().invoke(miniworld_group, ["evidence", str(tmp_path / "work"), "--restore", str(tmp_path / "nowhere")])
+    assert isinstance(bad.exception, FlexIPInputError) and "folder of collected runs" in str(bad.exception)
+    assert not (tmp_path / "work").exists()  # nothing rendered, nothing copied
