@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from flexip.errors import FlexIPInputError
-from flexip_miniworld.compare import default_ranking, group_by_label, method_statistics
+from flexip_miniworld.compare import BOTH_ENDS, default_ranking, group_by_label, meets, method_statistics
 from flexip_miniworld.evaluate import identity_range
 
 #: name → (the arms with their labels, in order; the identity ranges it is made for)
@@ -101,6 +101,42 @@ def summary_rows(groups: dict[str, list[dict]], ratio_to_first: bool = False) ->
     return rows
 
 
+#: rule 2's first criterion: the four "both ends" targets (identity at dial 1 is its third criterion, by value)
+RULE2_TARGETS = BOTH_ENDS[:4]
+RULE2_MIN_SEEDS = 2
+
+
+def rule2_table(groups: dict[str, list[dict]]) -> str:
+    """Rule 2 of docs/evidence.md (written before the runs) applied to the recipe candidates' validation records,
+    the first group being the shipped recipe: on seed means, (1) more of the four both-ends targets (a ratio's seed
+    mean against its bar; a flag must hold on every seed), then (2) the larger frontier area, then (3) the higher
+    DINO identification at dial 1; a candidate needs at least two seeds. Markdown: one row per candidate, the order
+    it is in by the rule, and the choice."""
+    areas = method_statistics(groups)
+    order, lines = (
+        [],
+        ["| method | n | both-ends targets met (of 4) | frontier area (DINO-I) | DINO id. at dial 1 | eligible |", "|---|---|---|---|---|---|"],
+    )
+    for label, runs in groups.items():
+        ends = [r["dial_statistics"]["both ends"] for r in runs]
+        met = sum(all(e[key] for e in ends) if bar is None else meets(sum(e[key] for e in ends) / len(ends), bar) for key, _, bar in RULE2_TARGETS)
+        identified = sum(r["scores"][f"{r.get('dial', 'gamma')}={r['gammas'][-1]}"]["DINO-I identification"] for r in runs) / len(runs)
+        eligible = len(runs) >= RULE2_MIN_SEEDS
+        order += [(met, areas[label]["area DINO-I"][0], identified, label)] if eligible else []
+        lines.append(
+            f"| {label} | {len(runs)} | {met} | {areas[label]['area DINO-I'][0]:.4f} | {identified:.3f} | {'yes' if eligible else 'no (one seed)'} |"
+        )
+    shipped = next(iter(groups))
+    ranked = [label for *_, label in sorted(order, key=lambda key: key[:3], reverse=True)]
+    if not ranked:
+        verdict = "No candidate has two seeds yet."
+    elif ranked[0] == shipped:
+        verdict = f"By rule 2 the shipped recipe ({shipped}) stays: order {' > '.join(ranked)}."
+    else:
+        verdict = f"By rule 2 **{ranked[0]}** replaces the shipped recipe ({shipped}): order {' > '.join(ranked)}."
+    return "\n".join([*lines, "", verdict])
+
+
 def records_of(records: Path, arm: str, split: str) -> list[Path]:
     """ARM-sSEED/SPLIT.json for every seed of `arm`, in seed order."""
     found = [path for path in records.glob(f"{arm}-s*/{split}.json") if path.parent.name[len(arm) + 2 :].isdigit()]
@@ -140,7 +176,8 @@ def write_comparisons(records: Path, plots: Path | None = None, report: Path | N
             rows += summary_rows(group_by_label(named), ratio_to_first=name == "ablations")
             plot = Path(plots) / f"evidence_{name}_{split}.png" if plots is not None else None
             table = records / TABLE_NAMES[name].format(split=split)
-            written.append(write_text(table, compare_results(named, plot) + "\n"))
+            rule2 = f"\n## Rule 2\n\n{rule2_table(group_by_label(named))}\n" if name == "recipes" else ""
+            written.append(write_text(table, compare_results(named, plot) + "\n" + rule2))
             written += [plot] if plot is not None else []
             counts = ", ".join(f"{label} × {sum(1 for other, _ in named if other == label)}" for label in dict(named))
             log(f"[evidence] {table}: {counts}")

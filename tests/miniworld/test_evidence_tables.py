@@ -62,3 +62,25 @@ def test_each_comparison_takes_every_seed_of_its_arms(tmp_path, swept):
     assert any("fewer than two methods" in line for line in logged)
     with pytest.raises(FlexIPInputError, match="not a folder of evidence records"):
         write_comparisons(tmp_path / "missing")
+
+
+def test_rule_two_orders_by_targets_then_area_and_needs_two_seeds(swept):
+    from flexip_miniworld.evidence_tables import rule2_table
+
+    falling, rising = np.linspace(0.8, 0.7, 11), np.linspace(0.3, 0.5, 11)
+    # the shipped recipe: identification at dial 0 is chance (1× < 3×), the other three targets are met
+    shipped = [swept("gamma", falling, rising, np.linspace(0.05, 0.2, 11), seed_shift=s) for s in (0.0, 0.01)]
+    # keeps the subject at dial 0 (0.2 = 4× chance) with a smaller area: criterion 1 decides before the area
+    both_ends = [swept("gamma", falling, rising - 0.05, [0.2] * 11, seed_shift=s) for s in (0.0, 0.01)]
+    lone = [swept("gamma", falling, rising + 0.1, [0.3] * 11)]  # better at everything, but one seed
+    table = rule2_table({"FlexIP": shipped, "both-ends": both_ends, "lone": lone})
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table.splitlines() if line.startswith("| ") and "---" not in line}
+    assert rows["FlexIP"][1:3] == ["2", "3"] and rows["both-ends"][1:3] == ["2", "4"] and rows["lone"][-1] == "no (one seed) |"
+    assert float(rows["both-ends"][3]) < float(rows["FlexIP"][3])
+    assert table.endswith("By rule 2 **both-ends** replaces the shipped recipe (FlexIP): order both-ends > FlexIP.")
+    # a tie on the targets goes to the larger area; the shipped recipe keeps its place when it is ahead
+    wider = [swept("gamma", falling, rising + 0.05, np.linspace(0.05, 0.2, 11), seed_shift=s) for s in (0.0, 0.01)]
+    assert "**wider** replaces" in rule2_table({"FlexIP": shipped, "wider": wider})
+    narrower = [swept("gamma", falling, rising - 0.05, np.linspace(0.05, 0.2, 11), seed_shift=s) for s in (0.0, 0.01)]
+    assert rule2_table({"FlexIP": shipped, "narrower": narrower}).endswith("the shipped recipe (FlexIP) stays: order FlexIP > narrower.")
+    assert rule2_table({"FlexIP": shipped[:1], "lone": lone}).endswith("No candidate has two seeds yet.")
