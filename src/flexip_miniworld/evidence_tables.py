@@ -113,14 +113,12 @@ def rule2_table(groups: dict[str, list[dict]]) -> str:
     DINO identification at dial 1; a candidate needs at least two seeds. Markdown: one row per candidate, the order
     it is in by the rule, and the choice."""
     areas = method_statistics(groups)
-    order, lines = (
-        [],
-        ["| method | n | both-ends targets met (of 4) | frontier area (DINO-I) | DINO id. at dial 1 | eligible |", "|---|---|---|---|---|---|"],
-    )
+    order = []
+    lines = ["| method | n | both-ends targets met (of 4) | frontier area (DINO-I) | DINO id. at dial 1 | eligible |", "|---|---|---|---|---|---|"]
     for label, runs in groups.items():
         ends = [r["dial_statistics"]["both ends"] for r in runs]
         met = sum(all(e[key] for e in ends) if bar is None else meets(sum(e[key] for e in ends) / len(ends), bar) for key, _, bar in RULE2_TARGETS)
-        identified = sum(r["scores"][f"{r.get('dial', 'gamma')}={r['gammas'][-1]}"]["DINO-I identification"] for r in runs) / len(runs)
+        identified = sum(r["dial_statistics"]["DINO-I identification"]["curve"][-1] for r in runs) / len(runs)
         eligible = len(runs) >= RULE2_MIN_SEEDS
         order += [(met, areas[label]["area DINO-I"][0], identified, label)] if eligible else []
         lines.append(
@@ -173,10 +171,11 @@ def write_comparisons(records: Path, plots: Path | None = None, report: Path | N
             if len({label for label, _ in named}) < 2:
                 log(f"[evidence] {name} on {split}: fewer than two methods have records, skipped")
                 continue
-            rows += summary_rows(group_by_label(named), ratio_to_first=name == "ablations")
+            groups = group_by_label(named)
+            rows += summary_rows(groups, ratio_to_first=name == "ablations")
             plot = Path(plots) / f"evidence_{name}_{split}.png" if plots is not None else None
             table = records / TABLE_NAMES[name].format(split=split)
-            rule2 = f"\n## Rule 2\n\n{rule2_table(group_by_label(named))}\n" if name == "recipes" else ""
+            rule2 = f"\n## Rule 2\n\n{rule2_table(groups)}\n" if name == "recipes" else ""
             written.append(write_text(table, compare_results(named, plot) + "\n" + rule2))
             written += [plot] if plot is not None else []
             counts = ", ".join(f"{label} × {sum(1 for other, _ in named if other == label)}" for label in dict(named))
