@@ -21,9 +21,14 @@ from PIL import Image
 
 from flexip.errors import FlexIPInputError
 
-#: arm → (what it is, the overrides of configs/adapter.yaml). The shipped preset's adapter is `flexip` at seed 51.
+#: The modality-aware gate ranges (SPEC §3, build v13's recipe): image samples γ ~ U[0.5, 1], video γ ~ U[0, 0.5].
+#: Every FlexIP arm but `uniform-gate` names them, so an arm trains what it trained when it was recorded whatever
+#: ranges the shipped config (`configs/adapter.yaml`) has.
+MODALITY_AWARE = ("gate.image_range=[0.5, 1.0]", "gate.video_range=[0.0, 0.5]")
+
+#: arm → (what it is, the overrides of configs/adapter.yaml).
 ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "flexip": ("FlexIP as shipped: modality-aware gate, personalization from zero at lr × 0.1", ()),
+    "flexip": ("FlexIP, the paper's recipe: modality-aware gate, personalization from zero at lr × 0.1", MODALITY_AWARE),
     "ip-adapter-image": (
         "IP-Adapter Plus (diffusers' classes), one scale, image samples only: how IP-Adapter is trained",
         ("model.method=ip-adapter", "model.ip_adapter={num_tokens: 16, hidden_dims: 64}", "data.mix={image: 1.0, video: 0.0}"),
@@ -33,15 +38,21 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("model.method=ip-adapter", "model.ip_adapter={num_tokens: 16, hidden_dims: 64}"),
     ),
     "uniform-gate": ("ablation (a): both modalities γ ~ U[0, 1]", ("gate.image_range=[0.0, 1.0]", "gate.video_range=[0.0, 1.0]")),
-    "image-only": ("ablation (b): image samples only", ("data.mix={image: 1.0, video: 0.0}",)),
-    "no-dino": ("ablation (c): no DINO detail tokens: C_pres is the 4 CLIP global tokens alone", ("model.adapter.num_queries=0",)),
-    "no-personalization": ("ablation (d): the personalization branch stays silent (lr × 0)", ("optim.personalization_lr_scale=0.0",)),
+    "image-only": ("ablation (b): image samples only", (*MODALITY_AWARE, "data.mix={image: 1.0, video: 0.0}")),
+    "no-dino": (
+        "ablation (c): no DINO detail tokens: C_pres is the 4 CLIP global tokens alone",
+        (*MODALITY_AWARE, "model.adapter.num_queries=0"),
+    ),
+    "no-personalization": (
+        "ablation (d): the personalization branch stays silent (lr × 0)",
+        (*MODALITY_AWARE, "optim.personalization_lr_scale=0.0"),
+    ),
     # recipe candidates for "both ends keep the subject": the personalization branch must learn identity from the
     # video samples (γ < 0.5) without the text pathway doubling at γ = 0
-    "pers-full-rate": ("recipe: personalization from zero at the full learning rate", ("optim.personalization_lr_scale=1.0",)),
+    "pers-full-rate": ("recipe: personalization from zero at the full learning rate", (*MODALITY_AWARE, "optim.personalization_lr_scale=1.0")),
     "pers-copy": (
         "recipe: the SPEC's personalization (V'_pers a copy of V) at the full rate",
-        ("model.personalization_init=copy", "optim.personalization_lr_scale=1.0"),
+        (*MODALITY_AWARE, "model.personalization_init=copy", "optim.personalization_lr_scale=1.0"),
     ),
 }
 SPLITS = {"validation": 20, "report": 0}  # first held-out identity of each range (20 identities each)
