@@ -269,7 +269,7 @@ def evaluate(
         "scores": table,
         "calibration": calib,
         "targets": check_targets(table, calib, name),
-        "dial_statistics": dial_statistics(table, name, [v for v in SWEEP_11 if v in dial_values], len(rows)),
+        "dial_statistics": dial_statistics(table, name, statistics_values(dial_values), len(rows)),
         "gamma_steps": steps_table,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -353,6 +353,12 @@ def check_targets(table: dict, calib: dict, dial: str = "gamma") -> dict:
 
 #: The metrics whose behaviour along the dial `dial_statistics` reports.
 DIAL_METRICS = ("CLIP-T", "CLIP-I", "DINO-I", "DINO-I identification")
+
+
+def statistics_values(dial_values) -> list[float]:
+    """The values the dial's statistics run over: the 11-value sweep when every one of them was measured, else
+    every measured value (e.g. the 5-value sweep alone, not the three of its values that lie on the 11)."""
+    return list(SWEEP_11) if set(SWEEP_11) <= set(dial_values) else sorted(dial_values)
 
 
 def dial_statistics(table: dict, dial: str, values: list[float], subjects: int) -> dict:

@@ -85,6 +85,7 @@ def test_evaluate_end_to_end_on_held_out_subjects(tmp_path):
         dial_values=GAMMAS,
     )
     assert off["adapter_scale"] == 0.0
+    assert off["dial_statistics"]["values"] == list(GAMMAS)  # the 5 values measured, not the 3 of them on the 11-value sweep
     assert all(math.isclose(off["scores"][f"gamma={g}"][m], off["scores"]["base"][m], abs_tol=1e-4) for g in GAMMAS for m in off["scores"]["base"])
     assert "at adapter scale 0 " in (tmp_path / "off" / "evaluation.md").read_text()
     assert result["scores"]["gamma=1.0"]["DINO-I"] != result["scores"]["base"]["DINO-I"]  # and at scale 1 they differ
