@@ -255,10 +255,17 @@ def compare(evaluations, labels, plot_path, out_path):
 @miniworld_group.command("evidence")
 @click.argument("workdir", default="runs/evidence")
 @click.option("--arms", default="flexip,ip-adapter-image", show_default=True, help="Comma-separated arms (see flexip_miniworld.evidence.ARMS).")
-@click.option("--seeds", default="52", show_default=True, help="Comma-separated training seeds (the shipped adapter is flexip at seed 51).")
+@click.option(
+    "--seeds",
+    default="52",
+    show_default=True,
+    help="Comma-separated training seeds (the preset's adapter is a seed-51 run; its manifest's adapter_recipe names which).",
+)
 @click.option("--preset", "preset_dir", default=None, help="The preset whose base and encoders the arms train on [default: the shipped miniworld].")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--shipped", is_flag=True, help="Evaluate the preset's own adapter as flexip-s51 (no training).")
+@click.option(
+    "--shipped", is_flag=True, help="Evaluate the preset's own adapter as the run it was shipped from (the manifest's adapter_recipe; no training)."
+)
 @click.option(
     "--only",
     type=click.Choice(["train", "evaluate"]),
@@ -282,7 +289,8 @@ def evidence(workdir, arms, seeds, preset_dir, device, shipped, only, collect_di
     """Train and evaluate issue 14's arms (FlexIP, the IP-Adapter baseline, ablations) one after another in
     WORKDIR/arms/ARM-sSEED, each resumable, each evaluated on the validation and the report identities."""
     from flexip.presets import get_preset
-    from flexip_miniworld.evidence import collect, evaluate_arm, evaluate_shipped, parse_arms, prepare_workdir, restore, train_arm
+    from flexip_miniworld.evidence import collect, evaluate_arm, parse_arms, prepare_workdir, restore, train_arm
+    from flexip_miniworld.evidence_ship import evaluate_shipped
 
     chosen = parse_arms(arms)
     try:

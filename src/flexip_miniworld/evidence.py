@@ -169,8 +169,10 @@ def collect(work: Path, into: Path, log=print) -> list[str]:
                 write_json(staging / "loss_curve.json", load_trainer_state(checkpoint).get("loss_curve", []))
             elif (record / "loss_curve.json").is_file():  # a restored run: its checkpoints stayed where it trained
                 shutil.copy(record / "loss_curve.json", staging / "loss_curve.json")
-            if (run / "adapter").is_dir():  # the shipped adapter (flexip-s51) stays in the preset
+            if (run / "adapter").is_dir():
                 shutil.copytree(run / "adapter", staging / "adapter")
+            elif (record / "adapter").is_dir():  # evaluated from the preset's adapter (`--shipped`): keep what the record has
+                shutil.copytree(record / "adapter", staging / "adapter")
         collected.append(run.name)
         log(f"[evidence] collected {run.name}")
     write_runs_table(Path(into))
@@ -223,55 +225,6 @@ def write_runs_table(records: Path) -> Path:
         "20 identities (chance 0.05).\n\n" + runs_table(records) + "\n"
     )
     return write_text(records / "runs.md", text)
-
-
-def evaluate_shipped(work: Path, preset_dir: Path, device: str = "cpu", log=print) -> dict:
-    """The preset's own adapter is the `flexip` arm at seed 51: evaluated as run flexip-s51."""
-    from flexip.atomic import write_json
-    from flexip.paths import portable_path
-
-    run = Path(work) / "arms" / "flexip-s51"
-    results = evaluate_arm(work, preset_dir, "flexip", 51, Path(preset_dir) / "adapter", device, log)
-    write_json(
-        run / "done.json", {"arm": "flexip", "seed": 51, "steps": 4000, "adapter": portable_path(Path(preset_dir) / "adapter"), "overrides": []}
-    )
-    return results
-
-
-def ship_baseline(run: Path, preset_dir: Path, rule: str, log=print) -> Path:
-    """Put the trained IP-Adapter of `run` (WORKDIR/arms/ARM-sSEED) beside the preset's adapter as `ip_adapter/`,
-    naming its image encoder by its place in the preset, and record it (and every file's hash) in the manifest."""
-    from flexip.atomic import atomic_directory, write_json
-    from flexip.models.ip_adapter_plus import CONFIG_NAME
-    from flexip_miniworld.stack.common import folder_hashes
-    from flexip_miniworld.stack.ship import SIZE_LIMIT_BYTES
-
-    run, preset_dir = Path(run), Path(preset_dir)
-    done = json.loads((run / "done.json").read_text())
-    if method_of(done["arm"]) != "ip-adapter":
-        raise FlexIPInputError(f"{run} is a {done['arm']} run, not an IP-Adapter")
-    target = preset_dir / "ip_adapter"
-    with atomic_directory(target) as staging:
-        for file in (run / "adapter").iterdir():
-            shutil.copy(file, staging / file.name)
-        config = json.loads((staging / CONFIG_NAME).read_text())
-        config["image_encoder"] = "miniworld:image_encoder"
-        write_json(staging / CONFIG_NAME, config)
-    manifest = json.loads((preset_dir / "manifest.json").read_text())
-    files = {name: digest for name, digest in folder_hashes(preset_dir).items() if name != "manifest.json"}
-    size = sum((preset_dir / name).stat().st_size for name in files)
-    if size > SIZE_LIMIT_BYTES:
-        raise FlexIPInputError(f"with the baseline the preset is {size / 2**20:.1f} MiB; the limit is {SIZE_LIMIT_BYTES / 2**20:.0f} MiB")
-    manifest["files_sha256"], manifest["total_bytes"] = files, size
-    manifest["ip_adapter_baseline"] = {
-        **done,
-        "run": run.name,
-        "chosen_by": rule,
-        "command": f"flexip miniworld evidence WORKDIR --arms {done['arm']} --seeds {done['seed']}",
-    }
-    write_json(preset_dir / "manifest.json", manifest)
-    log(f"[evidence] shipped {run.name} as {target} ({size / 2**20:.2f} MiB preset)")
-    return target
 
 
 def sweep_grid(preset_dir: Path, data_dir: Path, flexip_adapter: Path | None, ip_adapter: Path, out: Path, subjects=(0, 3), prompts=(1, 4)) -> Path:

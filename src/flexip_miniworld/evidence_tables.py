@@ -35,8 +35,8 @@ COMPARISONS: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {
         ),
         ("report", "validation"),
     ),
-    "recipes": (
-        (("flexip", "FlexIP"), ("uniform-gate", "uniform-gate"), ("pers-full-rate", "pers-full-rate"), ("pers-copy", "pers-copy")),
+    "recipes": (  # the shipped recipe first (rule 2's incumbent): build v14's uniform gate, then v13's (`flexip`)
+        (("uniform-gate", "uniform-gate"), ("flexip", "FlexIP"), ("pers-full-rate", "pers-full-rate"), ("pers-copy", "pers-copy")),
         ("validation",),
     ),
 }

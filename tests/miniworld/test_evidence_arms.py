@@ -26,7 +26,14 @@ def test_every_arm_is_a_valid_config_on_the_shipped_budget():
 
 
 def test_the_arms_change_what_they_name():
-    assert _config("flexip").to_dict() == load_config(CONFIG).to_dict()
+    shipped = load_config(CONFIG).to_dict()  # build v14: the uniform gate, rule 2's choice
+    assert shipped["gate"]["image_range"] == shipped["gate"]["video_range"] == [0.0, 1.0]
+    flexip = _config("flexip").to_dict()  # the paper's modality-aware ranges, named by the arm itself
+    assert flexip["gate"] == {**shipped["gate"], "image_range": [0.5, 1.0], "video_range": [0.0, 0.5]}
+    assert {k: v for k, v in flexip.items() if k != "gate"} == {k: v for k, v in shipped.items() if k != "gate"}
+    assert _config("uniform-gate").to_dict() == shipped
+    for arm in ("image-only", "no-dino", "no-personalization", "pers-full-rate", "pers-copy"):  # ablations of the paper's recipe
+        assert _config(arm).gate.ranges() == {"image": (0.5, 1.0), "video": (0.0, 0.5)}, arm
     assert _config("ip-adapter-image").data.mix == {"image": 1.0, "video": 0.0}
     assert _config("ip-adapter-full").data.mix == load_config(CONFIG).data.mix
     assert _config("uniform-gate").gate.ranges() == {"image": (0.0, 1.0), "video": (0.0, 1.0)}

@@ -115,7 +115,7 @@ def ship(work: Path, preset_dir: Path, log=print) -> dict:
         _copy(work / "adapter" / "run" / "adapter", staging / "adapter")
         _copy(work / "eval_clip" / "model", staging / "eval" / "clip")
         _copy(work / "eval_dino" / "model", staging / "eval" / "dino")
-        _name_encoders_inside_the_preset(staging / "adapter")
+        name_encoders_inside_the_preset(staging / "adapter")
         write_demo(staging)
         files = folder_hashes(staging)
         size = sum((staging / name).stat().st_size for name in files)
@@ -138,7 +138,7 @@ def ship(work: Path, preset_dir: Path, log=print) -> dict:
     return {"output": portable_path(preset_dir), "total_bytes": size, "files": len(files)}
 
 
-def _name_encoders_inside_the_preset(adapter_dir: Path) -> None:
+def name_encoders_inside_the_preset(adapter_dir: Path) -> None:
     """The adapter trained on WORK/clip and WORK/dino names its encoders by their place in the preset."""
     from flexip.models.adapter import FlexIPAdapter
 
