@@ -54,6 +54,12 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
         "recipe: the SPEC's personalization (V'_pers a copy of V) at the full rate",
         (*MODALITY_AWARE, "model.personalization_init=copy", "optim.personalization_lr_scale=1.0"),
     ),
+    # between lr × 0.1 (γ = 0 at chance) and lr × 1 (γ = 0 at 2.62× chance, CLIP-T no longer falling), on the
+    # shipped uniform gate (build v14)
+    "uniform-pers-0.3": (
+        "recipe: the uniform gate with the personalization branch at lr × 0.3",
+        ("gate.image_range=[0.0, 1.0]", "gate.video_range=[0.0, 1.0]", "optim.personalization_lr_scale=0.3"),
+    ),
 }
 SPLITS = {"validation": 20, "report": 0}  # first held-out identity of each range (20 identities each)
 

@@ -36,7 +36,13 @@ COMPARISONS: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {
         ("report", "validation"),
     ),
     "recipes": (  # the shipped recipe first (rule 2's incumbent): build v14's uniform gate, then v13's (`flexip`)
-        (("uniform-gate", "uniform-gate"), ("flexip", "FlexIP"), ("pers-full-rate", "pers-full-rate"), ("pers-copy", "pers-copy")),
+        (
+            ("uniform-gate", "uniform-gate"),
+            ("flexip", "FlexIP"),
+            ("pers-full-rate", "pers-full-rate"),
+            ("pers-copy", "pers-copy"),
+            ("uniform-pers-0.3", "uniform-pers-0.3"),
+        ),
         ("validation",),
     ),
 }
