@@ -1,4 +1,5 @@
-"""Stage `adapter`: the FlexIP adapter, trained modality-aware by the project's own trainer, in process.
+"""Stage `adapter`: the FlexIP adapter, trained by the project's own trainer on configs/adapter.yaml (a uniform gate
+since build v14), in process.
 
 This stage writes no training code: it assembles the base model folder (work/base, a
 StableDiffusionPipeline folder) and runs flexip's `Trainer` on the config shipped beside this package,

@@ -14,7 +14,7 @@ Stages, in order (each reads the outputs of the ones before it from WORKDIR):
     dino         tiny DINOv2, DINO self-distillation (no labels)              WORKDIR/dino/model
     eval_clip    evaluation CLIP (other seed and config)                      WORKDIR/eval_clip/model
     eval_dino    evaluation DINOv2 (other seed and config)                    WORKDIR/eval_dino/model
-    adapter      FlexIP adapter via `flexip train` (modality-aware)           WORKDIR/adapter/run/adapter
+    adapter      FlexIP adapter via `flexip train` (configs/adapter.yaml)     WORKDIR/adapter/run/adapter
     ship         assemble the preset folder + manifest                        WORKDIR/preset (or --preset-dir)
 
 WORKDIR/manifest.json records, per stage: command, seed, steps, wall time, final loss, loss curve,
