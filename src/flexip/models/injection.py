@@ -60,11 +60,11 @@ class Injection:
 
 
 def inject_adapter(unet: nn.Module, adapter: FlexIPAdapter, state: FlexIPState | None = None) -> Injection:
-    if any(isinstance(p, FlexIPAttnProcessor) for p in unet.attn_processors.values()):
+    original = dict(unet.attn_processors)  # walks the UNet's modules: once here (a pipeline injects at every call)
+    if any(isinstance(p, FlexIPAttnProcessor) for p in original.values()):
         raise FlexIPInputError("this UNet already has a FlexIP adapter injected; remove it first")
     adapter.check_compatible(unet)
     state = state or FlexIPState()
-    original = dict(unet.attn_processors)
     targets = adapter.target_layers
     processors = {}
     for name, processor in original.items():

@@ -198,17 +198,18 @@ class FlexIPPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLor
         prompts = prompt_list(prompt, prompt_embeds)
         with self._text_lora_scale(lora_scale):
             if prompt_embeds is None:
-                prompt_embeds = self._encode_text(prompts, clip_skip)
+                prompt_embeds = self._encode_text(prompts, clip_skip, device)
             if do_classifier_free_guidance and negative_prompt_embeds is None:
-                negative_prompt_embeds = self._encode_text(negative_prompts(negative_prompt, len(prompt_embeds)), clip_skip)
+                negative_prompt_embeds = self._encode_text(negative_prompts(negative_prompt, len(prompt_embeds)), clip_skip, device)
         dtype = self.text_encoder.dtype if self.text_encoder is not None else self.unet.dtype
         repeat = lambda embeds: None if embeds is None else embeds.to(device=device, dtype=dtype).repeat_interleave(num_images_per_prompt, 0)
         return repeat(prompt_embeds), repeat(negative_prompt_embeds) if do_classifier_free_guidance else None
 
-    def _encode_text(self, prompts: list[str], clip_skip: int | None = None) -> torch.Tensor:
-        """Prompts → CLIP text token embeddings (batch, 77, dim), one row per prompt."""
+    def _encode_text(self, prompts: list[str], clip_skip: int | None, device: torch.device) -> torch.Tensor:
+        """Prompts → CLIP text token embeddings (batch, 77, dim), one row per prompt. `device`: the execution
+        device, looked up once per call by the caller (diffusers' `_execution_device` walks every component)."""
         tokens = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True, return_tensors="pt")
-        input_ids = tokens.input_ids.to(self._execution_device)
+        input_ids = tokens.input_ids.to(device)
         if clip_skip is None:
             return self.text_encoder(input_ids)[0]
         hidden = self.text_encoder(input_ids, output_hidden_states=True).hidden_states[-(clip_skip + 1)]
@@ -303,9 +304,9 @@ class FlexIPPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLor
         lora_scale = cross_attention_kwargs.get("scale") if cross_attention_kwargs else None
         with self._text_lora_scale(lora_scale):
             if prompt_embeds is None:
-                prompt_embeds = self._encode_text(prompts, clip_skip)
+                prompt_embeds = self._encode_text(prompts, clip_skip, device)
             if negative_prompt_embeds is None:
-                negative_prompt_embeds = self._encode_text(negative_prompts(negative_prompt, num_prompts), clip_skip)
+                negative_prompt_embeds = self._encode_text(negative_prompts(negative_prompt, num_prompts), clip_skip, device)
         dtype = self.unet.dtype
         prompt_embeds = prompt_embeds.to(device=device, dtype=dtype)
         negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=dtype)
