@@ -25,6 +25,8 @@ from flexip.errors import FlexIPInputError
 #: Every FlexIP arm but `uniform-gate` names them, so an arm trains what it trained when it was recorded whatever
 #: ranges the shipped config (`configs/adapter.yaml`) has.
 MODALITY_AWARE = ("gate.image_range=[0.5, 1.0]", "gate.video_range=[0.0, 0.5]")
+#: Both modalities γ ~ U[0, 1]: ablation (a), and the shipped config's ranges since build v14.
+UNIFORM = ("gate.image_range=[0.0, 1.0]", "gate.video_range=[0.0, 1.0]")
 
 #: arm → (what it is, the overrides of configs/adapter.yaml).
 ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -37,7 +39,7 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
         "IP-Adapter Plus on FlexIP's image + video data (data matched)",
         ("model.method=ip-adapter", "model.ip_adapter={num_tokens: 16, hidden_dims: 64}"),
     ),
-    "uniform-gate": ("ablation (a): both modalities γ ~ U[0, 1]", ("gate.image_range=[0.0, 1.0]", "gate.video_range=[0.0, 1.0]")),
+    "uniform-gate": ("ablation (a): both modalities γ ~ U[0, 1]", UNIFORM),
     "image-only": ("ablation (b): image samples only", (*MODALITY_AWARE, "data.mix={image: 1.0, video: 0.0}")),
     "no-dino": (
         "ablation (c): no DINO detail tokens: C_pres is the 4 CLIP global tokens alone",
@@ -58,7 +60,7 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     # shipped uniform gate (build v14)
     "uniform-pers-0.3": (
         "recipe: the uniform gate with the personalization branch at lr × 0.3",
-        ("gate.image_range=[0.0, 1.0]", "gate.video_range=[0.0, 1.0]", "optim.personalization_lr_scale=0.3"),
+        (*UNIFORM, "optim.personalization_lr_scale=0.3"),
     ),
 }
 SPLITS = {"validation": 20, "report": 0}  # first held-out identity of each range (20 identities each)

@@ -39,15 +39,23 @@ def evaluate_shipped(work: Path, preset_dir: Path, device: str = "cpu", log=prin
     return results
 
 
-def _redo_hashes(preset_dir: Path, manifest: dict) -> dict:
-    from flexip_miniworld.stack.common import folder_hashes
+def _check_fits(preset_dir: Path, folder: str, staging: Path) -> None:
+    """Raise, while `staging` (the new `folder` of the preset) is still aside, if swapping it in would take the
+    preset past its size limit: `atomic_directory` then drops it and the preset stays as it was."""
     from flexip_miniworld.stack.ship import SIZE_LIMIT_BYTES
 
-    files = {name: digest for name, digest in folder_hashes(preset_dir).items() if name != "manifest.json"}
-    size = sum((preset_dir / name).stat().st_size for name in files)
+    replaced = (preset_dir / folder, staging)  # the staging folder lies beside `folder`, inside the preset
+    kept = (p for p in preset_dir.rglob("*") if p.is_file() and p.name != "manifest.json" and not any(r in p.parents for r in replaced))
+    size = sum(p.stat().st_size for p in kept) + sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
     if size > SIZE_LIMIT_BYTES:
-        raise FlexIPInputError(f"the preset would be {size / 2**20:.1f} MiB; the limit is {SIZE_LIMIT_BYTES / 2**20:.0f} MiB")
-    manifest["files_sha256"], manifest["total_bytes"] = files, size
+        raise FlexIPInputError(f"with the new {folder}/ the preset would be {size / 2**20:.1f} MiB; the limit is {SIZE_LIMIT_BYTES / 2**20:.0f} MiB")
+
+
+def _redo_hashes(preset_dir: Path, manifest: dict) -> dict:
+    from flexip_miniworld.stack.common import folder_hashes
+
+    files = {name: digest for name, digest in folder_hashes(preset_dir).items() if name != "manifest.json"}
+    manifest["files_sha256"], manifest["total_bytes"] = files, sum((preset_dir / name).stat().st_size for name in files)
     return manifest
 
 
@@ -72,6 +80,7 @@ def ship_baseline(run: Path, preset_dir: Path, rule: str, log=print) -> Path:
         config = json.loads((staging / CONFIG_NAME).read_text())
         config["image_encoder"] = "miniworld:image_encoder"
         write_json(staging / CONFIG_NAME, config)
+        _check_fits(preset_dir, "ip_adapter", staging)
     manifest = _redo_hashes(preset_dir, json.loads((preset_dir / "manifest.json").read_text()))
     manifest["ip_adapter_baseline"] = {**done, "run": run.name, "chosen_by": rule, "command": _command(done)}
     write_json(preset_dir / "manifest.json", manifest)
@@ -113,13 +122,14 @@ def ship_recipe(run: Path, preset_dir: Path, records: Path, rule: str, log=print
     old_name = f"{old_arm}-s{old_seed}"
     if old_name == run.name:
         raise FlexIPInputError(f"{run.name} is the preset's adapter already")
-    for keep in (records / old_name, run.parent / old_name):
-        if keep.is_dir():
-            retire(preset_dir, keep)
     with atomic_directory(preset_dir / "adapter") as staging:
         for file in (run / "adapter").iterdir():
             shutil.copy(file, staging / file.name)
         name_encoders_inside_the_preset(staging)
+        _check_fits(preset_dir, "adapter", staging)
+        for keep in (records / old_name, run.parent / old_name):  # the old adapter is still in place: keep a copy
+            if keep.is_dir():
+                retire(preset_dir, keep)
     manifest = json.loads((preset_dir / "manifest.json").read_text())
     curve = json.loads((records / run.name / "loss_curve.json").read_text()) if (records / run.name / "loss_curve.json").is_file() else []
     stage = manifest["stages"]["adapter"]

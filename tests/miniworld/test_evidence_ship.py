@@ -80,3 +80,19 @@ def test_only_a_trained_flexip_run_can_be_shipped_as_the_recipe(world, tmp_path)
     with pytest.raises(FlexIPInputError, match="no trained adapter"):
         ship_recipe(run, preset, records, "rule 2")
     assert (preset / "manifest.json").read_text() == before
+
+
+def test_a_recipe_that_would_overfill_the_preset_is_refused_before_anything_changes(world, monkeypatch):
+    import flexip_miniworld.stack.ship as ship
+    from flexip_miniworld.evidence_ship import ship_recipe
+
+    preset, run, records = world
+
+    def contents(folder):
+        return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    before, records_before = contents(preset), contents(records)
+    monkeypatch.setattr(ship, "SIZE_LIMIT_BYTES", 2**20)  # the adapter alone is 1.8 MiB
+    with pytest.raises(FlexIPInputError, match="with the new adapter/ the preset would be 1.8 MiB"):
+        ship_recipe(run, preset, records, "rule 2", log=lambda m: None)
+    assert contents(preset) == before and contents(records) == records_before  # nothing swapped, nothing retired
