@@ -10,9 +10,11 @@ round by round:
   queue, render, PNG encoding, download): what a person waits for after moving the dial (the browser adds its own
   paint, not measured);
 - bare: the same render in this process, `pipe(prompt, reference_embeds=embeds, gamma=g, ...)` with embeddings
-  encoded once and reused, the cost the studio cannot avoid.
+  encoded once and reused, the cost the studio cannot avoid, in inference mode as the studio renders;
+- bare, no_grad: the same call as the pipeline's own default runs it (`torch.no_grad`, as `flexip generate`), the
+  cost of autograd's bookkeeping that inference mode skips.
 
-Each round uses a new γ (nothing is cached but the reference's encoding) and runs the two one after the other, so
+Each round uses a new γ (nothing is cached but the reference's encoding) and runs the three one after the other, so
 that they share the machine's load at that moment. The server also reports its own pipeline time per render, which
 splits the studio's figure into the pipeline and the rest. Writes the `studio_latency` section of RESULTS.md.
 """
@@ -30,7 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -83,6 +85,7 @@ class Measured:
     studio: list[float]
     server: list[float]
     bare: list[float]
+    no_grad: list[float] = field(default_factory=list)
     unet: float = 0.0  # the median time of the denoiser alone: `steps` UNet calls on the guided batch of 2
 
 
@@ -135,17 +138,22 @@ def measure(threads: int, rounds: int, warmup: int, steps: int, folder: Path) ->
             assert Path(image).is_file()
             on_server = float(re.search(r"Rendered in ([0-9.]+) s", status).group(1))
             time.sleep(PAUSE)  # the server's idle threads spin for a moment after a render: let them stop first
-            start = time.perf_counter()
-            generator = torch.Generator().manual_seed(0)
-            pipe(prompt, reference_embeds=embeds, gamma=gamma, num_inference_steps=steps, guidance_scale=demo.guidance, generator=generator)
-            alone = time.perf_counter() - start
-            time.sleep(PAUSE)
+            bare = {}
+            for mode, context in (("inference", torch.inference_mode), ("no_grad", torch.no_grad)):
+                with context():
+                    start = time.perf_counter()
+                    generator = torch.Generator().manual_seed(0)
+                    pipe(prompt, reference_embeds=embeds, gamma=gamma, num_inference_steps=steps, guidance_scale=demo.guidance, generator=generator)
+                    bare[mode] = time.perf_counter() - start
+                time.sleep(PAUSE)
             if index >= warmup:
                 result.studio.append(through_studio)
                 result.server.append(on_server)
-                result.bare.append(alone)
+                result.bare.append(bare["inference"])
+                result.no_grad.append(bare["no_grad"])
             print(
-                f"{threads} thread(s), γ = {gamma:.2f}: studio {through_studio:.3f} s (pipeline on the server {on_server:.3f} s), bare {alone:.3f} s"
+                f"{threads} thread(s), γ = {gamma:.2f}: studio {through_studio:.3f} s (pipeline on the server {on_server:.3f} s), "
+                f"bare {bare['inference']:.3f} s, bare with no_grad {bare['no_grad']:.3f} s"
             )
         result.unet = unet_floor(pipe, prompt, steps)
         return result
@@ -172,10 +180,11 @@ def main() -> None:
 
     rows = []
     for result in results:
-        studio, server, bare = (statistics.median(v) for v in (result.studio, result.server, result.bare))
+        studio, server, bare, no_grad = (statistics.median(v) for v in (result.studio, result.server, result.bare, result.no_grad))
         rows.append(
             f"| {result.threads} | **{studio:.3f}** ({percentile(result.studio, 0.9):.3f}) | {server:.3f} ({percentile(result.server, 0.9):.3f}) "
-            f"| {bare:.3f} ({percentile(result.bare, 0.9):.3f}) | {result.unet:.3f} | {studio / bare:.2f}× ({studio - bare:+.3f} s) | {result.startup:.1f} |"
+            f"| {bare:.3f} ({percentile(result.bare, 0.9):.3f}) | {no_grad:.3f} ({bare / no_grad:.2f}×) | {result.unet:.3f} "
+            f"| {studio / bare:.2f}× ({studio - bare:+.3f} s) | {result.startup:.1f} |"
         )
     best = min(statistics.median(result.studio) for result in results)
     verdict = "meets" if best <= TARGET_SECONDS else "misses"
@@ -185,12 +194,13 @@ The miniworld preset at its default {steps} steps (guidance {demo.guidance:g}, 3
 {args.warmup} warm-up rounds, a new γ each round. *Studio*: `gradio_client` `predict(gamma=…, api_name="/render")` from the call
 to the PNG downloaded (request, queue, render, PNG, download: what a person waits for after moving the dial, less the
 browser's paint). *Server pipeline*: the studio's own timing of its pipeline call. *Bare*: the same render in one process,
-`pipe(prompt, reference_embeds=embeds, gamma=…)`, the reference encoded once. Studio and bare run one after the other in
-each round ({PAUSE} s apart), with the same number of torch threads (`flexip studio --threads`), so they share the
+`pipe(prompt, reference_embeds=embeds, gamma=…)`, the reference encoded once, in inference mode as the studio renders;
+*bare, no_grad*: the same call under `torch.no_grad` (the pipeline's own default, as `flexip generate` runs it), and
+bare's time as a fraction of it. Studio and the two bare calls run one after the other in each round ({PAUSE} s apart), with the same number of torch threads (`flexip studio --threads`), so they share the
 machine's load at that moment; the load average (1, 5, 15 min) at the end was {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} on {os.cpu_count()} CPUs.
 
-| torch threads | studio: median (90th pct.), s | server pipeline, s | bare pipeline, s | UNet alone, s | studio / bare | studio start, s |
-|---|---|---|---|---|---|---|
+| torch threads | studio: median (90th pct.), s | server pipeline, s | bare pipeline, s | bare, no_grad, s (bare / it) | UNet alone, s | studio / bare | studio start, s |
+|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 *UNet alone*: {steps} forward passes of the bare UNet on the guided batch of 2, the part of any render at these

@@ -7,7 +7,8 @@
   generator seed, the subject's references passed as a list (diffusers' default: all their tokens).
 
 Both start every image of a (subject, prompt) from the same initial noise — the base model's (dial-free)
-render of it included — so the methods differ only in what they add.
+render of it included — so the methods differ only in what they add. They render in inference mode (no
+autograd bookkeeping at all, the same pixels as no_grad, a little faster): they only ever return images.
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ class FlexIPDial:
         self.pipe.set_progress_bar_config(disable=True)
         self.scale = scale
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def base(self, references: list, texts: list[str], steps: int, guidance: float, seed: int) -> list:
         generator = torch.Generator().manual_seed(seed)
         return self.pipe(texts, adapter_scale=0.0, num_inference_steps=steps, guidance_scale=guidance, generator=generator).images
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sweep(self, references: list, texts: list[str], values, steps: int, guidance: float, seed: int) -> dict[float, list]:
         values = list(values)
         images = self.pipe(
@@ -75,12 +76,12 @@ class IPAdapterDial:
         base, encoder = str(preset_dir / "base"), str(preset_dir / "image_encoder")
         self.pipe = load_ip_adapter_pipeline(base, str(adapter_dir), "", WEIGHTS_NAME, device, image_encoder=encoder)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def base(self, references: list, texts: list[str], steps: int, guidance: float, seed: int) -> list:
         """Scale 0: the processors add 0 × the image attention, so this is the base model (tested)."""
         return self.sweep(references, texts, [0.0], steps, guidance, seed)[0.0]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sweep(self, references: list, texts: list[str], values, steps: int, guidance: float, seed: int) -> dict[float, list]:
         # one copy per call; the pipeline repeats it for each prompt, as it does with `ip_adapter_image=[references]`
         embeds = self.pipe.prepare_ip_adapter_image_embeds([references], None, self.pipe.device, 1, guidance > 1)

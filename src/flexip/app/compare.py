@@ -61,10 +61,12 @@ class Baseline:
         return cls(method, str(weights))
 
     def sweep(self, references: References, settings: RenderSettings, scales: Sequence[float] = SWEEP_GAMMAS) -> Rendered:
+        import torch
+
         from flexip.evaluation.runner import GenerationSettings
 
         generation = GenerationSettings(settings.steps, settings.guidance, settings.negative_prompt or None)
-        with self._lock:
+        with self._lock, torch.inference_mode():  # as the studio's own renders (session.py)
             start = time.perf_counter()
             images = self.method.generate(
                 settings.prompt, self.method.encode_reference(list(references.images)), list(scales), settings.seed, generation

@@ -265,7 +265,8 @@ def generate_benchmark(method: SubjectMethod, bench: DreamBench, out_dir: str | 
     for subject, index, prompt, seed, missing in tqdm(todo, desc=f"generating {method.name}", unit="prompt×seed", disable=not progress):
         if subject.name not in references:
             references[subject.name] = method.encode_reference([load_image(subject.reference(config.reference_index))])
-        images = method.generate(prompt, references[subject.name], missing, seed, config.generation)
+        with torch.inference_mode():  # images only, never a graph: no autograd bookkeeping (the same pixels as no_grad)
+            images = method.generate(prompt, references[subject.name], missing, seed, config.generation)
         if len(images) != len(missing):
             raise RuntimeError(f"{method.name} returned {len(images)} images for {len(missing)} control values")
         for value, image in zip(missing, images):
