@@ -62,6 +62,12 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
         "recipe: the uniform gate with the personalization branch at lr × 0.3",
         (*UNIFORM, "optim.personalization_lr_scale=0.3"),
     ),
+    # uniform-pers-0.3 with one change: the personalization adapter also reads the DINO tokens (c_cls alone names a
+    # subject at 0.138, the DINO features at 0.279 among 40: benchmarks/branch_inputs.py)
+    "pers-dino": (
+        "recipe: uniform-pers-0.3 with the reference's DINO tokens in the personalization adapter's visual context",
+        (*UNIFORM, "optim.personalization_lr_scale=0.3", "model.adapter.personalization_dino=true"),
+    ),
 }
 SPLITS = {"validation": 20, "report": 0}  # first held-out identity of each range (20 identities each)
 

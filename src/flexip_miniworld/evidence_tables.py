@@ -42,6 +42,7 @@ COMPARISONS: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {
             ("pers-full-rate", "pers-full-rate"),
             ("pers-copy", "pers-copy"),
             ("uniform-pers-0.3", "uniform-pers-0.3"),
+            ("pers-dino", "pers-dino"),
         ),
         ("validation",),
     ),

@@ -32,7 +32,11 @@ def test_the_arms_change_what_they_name():
     assert flexip["gate"] == {**shipped["gate"], "image_range": [0.5, 1.0], "video_range": [0.0, 0.5]}
     assert {k: v for k, v in flexip.items() if k != "gate"} == {k: v for k, v in shipped.items() if k != "gate"}
     assert _config("uniform-gate").to_dict() == shipped
-    assert _config("uniform-pers-0.3").to_dict() == {**shipped, "optim": {**shipped["optim"], "personalization_lr_scale": 0.3}}
+    uniform_pers = {**shipped, "optim": {**shipped["optim"], "personalization_lr_scale": 0.3}}
+    assert _config("uniform-pers-0.3").to_dict() == uniform_pers
+    # pers-dino is uniform-pers-0.3 with one change
+    adapter = {**shipped["model"]["adapter"], "personalization_dino": True}
+    assert _config("pers-dino").to_dict() == {**uniform_pers, "model": {**shipped["model"], "adapter": adapter}}
     for arm in ("image-only", "no-dino", "no-personalization", "pers-full-rate", "pers-copy"):  # ablations of the paper's recipe
         assert _config(arm).gate.ranges() == {"image": (0.5, 1.0), "video": (0.0, 0.5)}, arm
     assert _config("ip-adapter-image").data.mix == {"image": 1.0, "video": 0.0}

@@ -63,6 +63,8 @@ def test_overrides_and_yaml_round_trip(tmp_path):
         ("data: {manifest: m.jsonl}\n", ["dropout.both=0.95"], "≤ 1"),
         ("data: {manifest: m.jsonl}\n", ["optim.max_steps=0"], "optim.max_steps"),
         ("data: {manifest: m.jsonl}\n", ["model.adapter.heads=3"], "model.adapter: unknown key(s) heads"),
+        ("data: {manifest: m.jsonl}\n", ["model.adapter.personalization_dino=1"], "personalization_dino must be true or false, got 1"),
+        ("data: {manifest: m.jsonl}\n", ["model.adapter.num_queries=true"], "num_queries must be an integer, got True"),
         ("data: {manifest: m.jsonl}\n", ["data.mix.audio=1"], "data.mix: unknown modality audio"),
         ("data: {manifest: m.jsonl}\n", ["data.augment.flip=1"], "data.augment: unknown key(s) flip"),
         ("data: {manifest: m.jsonl}\n", ["data.augment.flip_p=2"], "flip_p"),

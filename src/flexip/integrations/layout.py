@@ -151,11 +151,12 @@ class ReferenceConditioning:
             reference = self.reference.to(device=adapter.device, dtype=adapter.dtype)
             with_no_image = lambda tensor: None if tensor is None else torch.cat([torch.zeros_like(tensor[:1]), tensor])
             clip, dino, clip_tokens = (with_no_image(t) for t in (reference.clip_embeds, reference.dino_tokens, reference.clip_tokens))
-            self._tables = (clip, adapter.preservation_tokens(clip, dino, clip_tokens))
-        clip_table, pres_table = self._tables
+            self._tables = (clip, dino, adapter.preservation_tokens(clip, dino, clip_tokens))
+        clip_table, dino_table, pres_table = self._tables
         rows = layout.subject_of_rows(len(self.reference)).to(adapter.device) + 1
         pres = pres_table.index_select(0, rows)
-        pers = adapter.personalization_tokens(text.to(adapter.dtype), clip_table.index_select(0, rows))
+        dino_rows = None if dino_table is None else dino_table.index_select(0, rows)
+        pers = adapter.personalization_tokens(text.to(adapter.dtype), clip_table.index_select(0, rows), dino_rows)
         pres, pers = pres.to(text.dtype), pers.to(text.dtype)
         self._text = (text, text._version, layout, pres, pers)
         return pres, pers

@@ -94,6 +94,7 @@ class FlexIPAdapter(ModelMixin, ConfigMixin):
         resampler_depth: int = 4,
         resampler_heads: int = 20,
         detail_residual: bool = False,
+        personalization_dino: bool = False,
     ):
         super().__init__()
         if not target_layers:
@@ -118,7 +119,12 @@ class FlexIPAdapter(ModelMixin, ConfigMixin):
             detail_residual=detail_residual,
         )
         self.personalization = PersonalizationAdapter(
-            clip_embed_dim, cross_attention_dim, num_visual_tokens, personalization_depth, personalization_heads
+            clip_embed_dim,
+            cross_attention_dim,
+            num_visual_tokens,
+            personalization_depth,
+            personalization_heads,
+            dino_dim=dino_hidden_dim if personalization_dino else None,
         )
         # nested containers so that state-dict keys are the UNet's own layer names
         self.layers = nn.ModuleDict()
@@ -228,16 +234,17 @@ class FlexIPAdapter(ModelMixin, ConfigMixin):
         self, clip_embeds: torch.Tensor, dino_tokens: torch.Tensor, text_embeds: torch.Tensor, clip_tokens: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(C_pres, C_pers) of a batch: reference features (batch rows) and the text they go with."""
-        return self.preservation_tokens(clip_embeds, dino_tokens, clip_tokens), self.personalization_tokens(text_embeds, clip_embeds)
+        return self.preservation_tokens(clip_embeds, dino_tokens, clip_tokens), self.personalization_tokens(text_embeds, clip_embeds, dino_tokens)
 
     def preservation_tokens(self, clip_embeds: torch.Tensor, dino_tokens: torch.Tensor, clip_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """C_pres: (batch, N_c + N_q, cross_dim). `clip_tokens` (batch, tokens, clip_hidden): only read by a
         resampler global module (IP-Adapter Plus)."""
         return self.preservation(clip_embeds, dino_tokens, clip_tokens)
 
-    def personalization_tokens(self, text_embeds: torch.Tensor, clip_embeds: torch.Tensor) -> torch.Tensor:
-        """C_pers: (batch, seq, cross_dim), equal to `text_embeds` at initialization."""
-        return self.personalization(text_embeds, clip_embeds)
+    def personalization_tokens(self, text_embeds: torch.Tensor, clip_embeds: torch.Tensor, dino_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """C_pers: (batch, seq, cross_dim), equal to `text_embeds` at initialization. `dino_tokens`: read only by an
+        adapter with `personalization_dino`."""
+        return self.personalization(text_embeds, clip_embeds, dino_tokens)
 
     # ---- saving and loading -------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, variant: str | None = None, **_diffusers_kwargs) -> Path:

@@ -35,8 +35,11 @@ ADAPTER_OVERRIDES = (
     "num_visual_tokens",
     "personalization_depth",
     "personalization_heads",
+    "personalization_dino",
     "dino_layer",
 )
+#: the ones of them that are switches (true / false); the others are integers
+ADAPTER_SWITCHES = ("personalization_dino",)
 MODALITIES = ("image", "video")
 #: what `model.method: ip-adapter` may set under `model.ip_adapter` (IP-Adapter Plus: resampler queries and width)
 IP_ADAPTER_OVERRIDES = ("num_tokens", "hidden_dims")
@@ -92,7 +95,10 @@ class ModelConfig:
         unknown = sorted(set(self.adapter) - set(ADAPTER_OVERRIDES))
         _check(not unknown, f"model.adapter: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(ADAPTER_OVERRIDES)}")
         for key, value in self.adapter.items():
-            _check(isinstance(value, int) and not isinstance(value, bool), f"model.adapter.{key} must be an integer, got {value!r}")
+            if key in ADAPTER_SWITCHES:
+                _check(isinstance(value, bool), f"model.adapter.{key} must be true or false, got {value!r}")
+            else:
+                _check(isinstance(value, int) and not isinstance(value, bool), f"model.adapter.{key} must be an integer, got {value!r}")
         _check(self.init_adapter is None or not self.adapter, "give model.init_adapter or model.adapter overrides, not both")
         _check(
             self.personalization_init in ("copy", "zero"),

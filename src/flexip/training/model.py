@@ -41,7 +41,7 @@ class FlexIPTrainingModel(nn.Module):
         clip_tokens: torch.Tensor | None = None,  # CLIP hidden states (batch, tokens, width): an IP-Adapter Plus warm start reads them
     ) -> torch.Tensor:
         pres_tokens = self.adapter.preservation_tokens(clip_embeds, dino_tokens, clip_tokens)
-        pers_tokens = self.adapter.personalization_tokens(text_embeds, clip_embeds)
+        pers_tokens = self.adapter.personalization_tokens(text_embeds, clip_embeds, dino_tokens)
         # this step's sampled γ, checked once here; the gate computes every layer's branch weights when it is made
         self.injection.state.conditioning = FlexIPConditioning(pres_tokens, pers_tokens, GateSettings(gamma=gamma))
         if added_cond_kwargs is None:

@@ -1,0 +1,21 @@
+"""Training an adapter with `personalization_dino`: the DINO context of C_pers learns."""
+
+from __future__ import annotations
+
+import torch
+
+from flexip.training.trainer import Trainer
+
+
+def test_training_with_it_learns_the_dino_context(tmp_path, write_dataset, make_config, reset_accelerate):
+    manifest = write_dataset(tmp_path / "data", images=2, videos=2)
+    adapter = {"personalization_dino": True}
+    config = make_config(manifest, tmp_path / "out", model={"base": "tiny-random", "adapter": adapter}, optim={"max_steps": 2})
+    trainer = Trainer(config)
+    before = {k: v.clone() for k, v in trainer.adapter.state_dict().items() if "dino_context" in k}
+    assert before and trainer.adapter.config.personalization_dino
+    result = trainer.train()
+    assert result.step == 2
+    after = trainer.adapter.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it received gradients through C_pers
+    reset_accelerate()
