@@ -160,3 +160,33 @@ def test_conditioning_is_immutable_so_a_new_one_is_set_per_step():
         conditioning.gate = GateSettings(gamma=1.0)
     assert dataclasses.replace(conditioning, gate=GateSettings(gamma=1.0)).gate.gamma.default == 1.0
     assert conditioning.gate.gamma.default == 0.5
+
+
+def test_a_projection_store_computes_each_layers_keys_once_with_the_same_numbers(unet_and_adapter):
+    import copy
+    from dataclasses import replace
+
+    unet, adapter = unet_and_adapter
+    adapter = copy.deepcopy(adapter)  # its weights are changed below
+    pres, pers = _tokens(adapter, 2, seed=1)
+    store = {}
+    stored = FlexIPConditioning(pres, pers, GateSettings(gamma=0.4), projections=store)
+    plain = FlexIPConditioning(pres, pers, GateSettings(gamma=0.4))
+    outputs = []
+    with torch.no_grad(), injected(unet, adapter) as state:
+        for seed in (0, 1):  # two UNet calls with the same tokens, as two denoising steps
+            sample, timestep, text = unet_inputs(unet, seed=seed)
+            state.conditioning = plain
+            expected = unet(sample, timestep, encoder_hidden_states=text).sample
+            state.conditioning = replace(stored, gate=GateSettings(gamma=0.4))  # a step's new gate keeps the store
+            outputs.append(unet(sample, timestep, encoder_hidden_states=text).sample)
+            assert torch.equal(outputs[-1], expected)  # the same numbers as projecting at every call
+        assert sorted(store) == sorted((layer, branch) for layer in adapter.target_layers for branch in ("pres", "pers"))
+        # the store is what the next calls read: with the K'/V' maps changed, a stored conditioning still renders as
+        # before, a plain one does not
+        for parameter in adapter.layers.parameters():
+            parameter.mul_(1.5)
+        state.conditioning = stored
+        assert torch.equal(unet(sample, timestep, encoder_hidden_states=text).sample, outputs[-1])
+        state.conditioning = plain
+        assert not torch.equal(unet(sample, timestep, encoder_hidden_states=text).sample, outputs[-1])

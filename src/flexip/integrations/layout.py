@@ -124,7 +124,8 @@ class ReferenceConditioning:
         self._guidance = guidance
         self._num_steps = num_steps
         self._tables: tuple[torch.Tensor, ...] | None = None
-        self._text: tuple[torch.Tensor, int, BatchLayout, torch.Tensor, torch.Tensor] | None = None
+        # (text, its version, layout, C_pres, C_pers, their K'/V' store): the steps of one call reuse all of it
+        self._text: tuple[torch.Tensor, int, BatchLayout, torch.Tensor, torch.Tensor, dict] | None = None
         self._gates: dict[tuple[BatchLayout, int], tuple[GateSettings, ...]] = {}
         self._step: tuple[float, int] | None = None  # (last timestep, its step index)
 
@@ -136,15 +137,15 @@ class ReferenceConditioning:
         text = call.encoder_hidden_states
         if self.adapter.device != text.device:
             self.adapter.to(text.device)  # the adapter follows the UNet (e.g. under model CPU offload)
-        pres, pers = self._tokens(text, layout)
-        return FlexIPConditioning(pres, pers, self._gate(layout, call.timestep))
+        pres, pers, projections = self._tokens(text, layout)
+        return FlexIPConditioning(pres, pers, self._gate(layout, call.timestep), projections=projections)
 
     # ---- tokens ------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def _tokens(self, text: torch.Tensor, layout: BatchLayout) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tokens(self, text: torch.Tensor, layout: BatchLayout) -> tuple[torch.Tensor, torch.Tensor, dict]:
         cached = self._text
         if cached is not None and cached[0] is text and cached[1] == text._version and cached[2] == layout:
-            return cached[3], cached[4]
+            return cached[3], cached[4], cached[5]
         adapter = self.adapter
         if self._tables is None or self._tables[0].device != adapter.device:
             # row 0 is "no image" (zero features), row 1 + s is subject s
@@ -158,8 +159,8 @@ class ReferenceConditioning:
         dino_rows = None if dino_table is None else dino_table.index_select(0, rows)
         pers = adapter.personalization_tokens(text.to(adapter.dtype), clip_table.index_select(0, rows), dino_rows)
         pres, pers = pres.to(text.dtype), pers.to(text.dtype)
-        self._text = (text, text._version, layout, pres, pers)
-        return pres, pers
+        self._text = (text, text._version, layout, pres, pers, {})
+        return pres, pers, self._text[5]
 
     # ---- the gate ----------------------------------------------------------------------------------------
     def _gate(self, layout: BatchLayout, timestep) -> GateSettings:

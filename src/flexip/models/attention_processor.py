@@ -11,7 +11,8 @@ off (s = 0, or w_pres = w_pers = 0) or no conditioning is set, the call is hande
 processor, so the result is bit-identical to the base model and the branches are never computed; a
 branch whose weight is zero for the whole batch is skipped as well. The processor only looks its layer's
 weights up in the `GateSettings` of the pass (computed there, once; a schedule is resolved per step by the
-pipeline before the step runs).
+pipeline before the step runs). A conditioning that carries a `projections` store gets each layer's K'/V' of its
+tokens computed once and reused at every later UNet call with it (the denoising steps of one pipeline call).
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class FlexIPConditioning:
     pres_tokens: torch.Tensor | None  # (batch, N_c + N_q, cross_dim)
     pers_tokens: torch.Tensor | None  # (batch, seq, cross_dim)
     gate: GateSettings = field(default_factory=GateSettings)
+    #: (layer, branch) → that layer's (K', V') of these tokens, filled at the first UNet call and read at the next:
+    #: the same numbers, computed once per call instead of once per step. None: projected at every call (training,
+    #: whose weights change between calls). Give a fresh dict with each set of tokens (a step's new gate keeps it).
+    projections: dict | None = field(default=None, compare=False, repr=False)
 
 
 class FlexIPState:
@@ -59,15 +64,19 @@ class FlexIPState:
         self.conditioning: FlexIPConditioning | None = None
 
 
-def _branch(query: torch.Tensor, tokens: torch.Tensor, to_k: nn.Linear, to_v: nn.Linear, heads: int) -> torch.Tensor:
-    batch, _, inner_dim = tokens.shape[0], tokens.shape[1], to_k.out_features
-    head_dim = inner_dim // heads
+def _project(tokens: torch.Tensor, to_k: nn.Linear, to_v: nn.Linear, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    batch, head_dim = tokens.shape[0], to_k.out_features // heads
     # (batch, tokens, inner) -> (batch, heads, tokens, head_dim)
     key = to_k(tokens).view(batch, -1, heads, head_dim).transpose(1, 2)
     value = to_v(tokens).view(batch, -1, heads, head_dim).transpose(1, 2)
+    return key, value
+
+
+def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    batch, heads, _, head_dim = key.shape
     out = F.scaled_dot_product_attention(query, key, value)
     # (batch, heads, queries, head_dim) -> (batch, queries, inner)
-    return out.transpose(1, 2).reshape(batch, -1, inner_dim)
+    return out.transpose(1, 2).reshape(batch, -1, heads * head_dim)
 
 
 def _per_sample(weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -127,11 +136,9 @@ class FlexIPAttnProcessor:
 
         # the two gated branches: same query, their own keys/values over their own tokens
         if use_pres:
-            pres = _branch(query, conditioning.pres_tokens.to(query.dtype), self.kv.to_k_pres, self.kv.to_v_pres, attn.heads)
-            out = out + _per_sample(w_pres, out) * pres
+            out = out + _per_sample(w_pres, out) * _attend(query, *self._keys_values(conditioning, "pres", attn.heads, query.dtype))
         if use_pers:
-            pers = _branch(query, conditioning.pers_tokens.to(query.dtype), self.kv.to_k_pers, self.kv.to_v_pers, attn.heads)
-            out = out + _per_sample(w_pers, out) * pers
+            out = out + _per_sample(w_pers, out) * _attend(query, *self._keys_values(conditioning, "pers", attn.heads, query.dtype))
 
         out = attn.to_out[1](attn.to_out[0](out))
         if input_ndim == 4:
@@ -139,3 +146,16 @@ class FlexIPAttnProcessor:
         if attn.residual_connection:
             out = out + residual
         return out / attn.rescale_output_factor
+
+    def _keys_values(self, conditioning: FlexIPConditioning, branch: str, heads: int, dtype: torch.dtype):
+        """This layer's (K', V') of the branch's tokens: from the conditioning's store when it has them."""
+        store, name = conditioning.projections, (self.layer_name, branch)
+        if store is not None and name in store:
+            return store[name]
+        if branch == "pres":
+            projected = _project(conditioning.pres_tokens.to(dtype), self.kv.to_k_pres, self.kv.to_v_pres, heads)
+        else:
+            projected = _project(conditioning.pers_tokens.to(dtype), self.kv.to_k_pers, self.kv.to_v_pers, heads)
+        if store is not None:
+            store[name] = projected
+        return projected

@@ -327,7 +327,7 @@ class FlexIPPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLor
             if do_guidance:
                 pres_uncond, pers_uncond = self.adapter(no_image.clip_embeds, no_image.dino_tokens, negative_prompt_embeds, no_image.clip_tokens)
                 pres, pers = torch.cat([pres_uncond.repeat_interleave(repeat, 0), pres]), torch.cat([pers_uncond.repeat_interleave(repeat, 0), pers])
-            conditioning = FlexIPConditioning(pres, pers, gate)
+            conditioning = FlexIPConditioning(pres, pers, gate, projections={})  # K'/V' once per call, not per step
         text = prompt_embeds.repeat_interleave(repeat, 0)
         if do_guidance:
             text = torch.cat([negative_prompt_embeds.repeat_interleave(repeat, 0), text])
