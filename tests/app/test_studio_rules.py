@@ -132,3 +132,12 @@ def test_served_under_the_rules(wired):
         blocks.close()
     assert exposure_warning("127.0.0.1") is None
     assert "anyone who can reach" in exposure_warning("0.0.0.0")
+
+
+def test_the_studio_runs_the_miniature_presets_on_one_torch_thread_unless_told():
+    from flexip.cli.studio import torch_threads
+
+    assert torch_threads(None, None) == 1  # the default base: the miniworld preset
+    assert torch_threads(None, "tiny-random") == 1
+    assert torch_threads(None, "runs/sd15") is None  # real weights: torch's own choice
+    assert torch_threads(3, None) == 3 and torch_threads(2, "runs/sd15") == 2

@@ -16,6 +16,17 @@ def require_gradio() -> None:
         raise FlexIPInputError("the studio needs gradio: pip install 'flexip[studio]'") from None
 
 
+def torch_threads(requested: int | None, base: str | None) -> int | None:
+    """`--threads`, else 1 on a shipped preset, else None (torch's own choice). The presets are miniature models: on a
+    CPU, torch's threads spend each small operation waiting on each other, and the studio's worker thread suffers
+    most (benchmarks/studio_latency.py measures both)."""
+    from flexip.presets import DEFAULT_PRESET, is_preset
+
+    if requested is not None:
+        return requested
+    return 1 if is_preset(base or DEFAULT_PRESET) else None
+
+
 def serve(blocks, host: str, port: int, out, css: str = "", blocked=(), what: str = "FlexIP Studio") -> None:
     """Launch under the app's serving rules (flexip.app.server), say where, and block until interrupted."""
     from flexip.app.server import launch
@@ -60,10 +71,12 @@ def serve(blocks, host: str, port: int, out, css: str = "", blocked=(), what: st
     "--threads",
     type=click.IntRange(1, None),
     default=None,
-    help="CPU threads for torch (default: torch's choice). On a busy or shared CPU, 1 keeps the small presets responsive.",
+    help="CPU threads for torch. Default: 1 on the shipped presets (miniature models: more threads only wait on each other), "
+    "torch's own choice on other bases.",
 )
 def studio(base, adapter, ip_adapter, study, host, port, out_dir, device, threads):
     require_gradio()
+    threads = torch_threads(threads, base)
     if threads is not None:
         import torch
 
