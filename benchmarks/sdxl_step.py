@@ -7,7 +7,8 @@ the timed region); variants are interleaved round by round and the median is rep
 
 - base: the plain UNet;
 - FlexIP: the adapter for this UNet (70 cross-attention layers, 2048-wide text) injected, γ = 0.5 (both
-  branches computed), its tokens made once per call as the pipelines do;
+  branches computed), its tokens made once per call as the pipelines do; every step projects their K'/V' (a
+  call's first step; the pipelines' later steps reuse them, so this is FlexIP's most expensive step);
 - IP-Adapter: a random `ip-adapter_sdxl` checkpoint (ViT-bigG embeddings → 4 tokens, official key layout)
   loaded by diffusers' `load_ip_adapter`, scale 1; its projection runs inside every UNet call.
 

@@ -6,7 +6,8 @@ median is reported, so drift of the machine hits all of them alike.
 
 - base: the plain UNet;
 - FlexIP: the same UNet with the adapter injected (both branches active, γ = 0.5), tokens precomputed
-  as the pipeline does once per call;
+  as the pipeline does once per call; every step projects the tokens' K'/V' (the pipeline's first step; its
+  later steps reuse them, so this is FlexIP's most expensive step);
 - IP-Adapter-Plus: a copy of the UNet with a random IP-Adapter-Plus state dict (original key format)
   loaded through `StableDiffusionPipeline.load_ip_adapter`, scale 1; its image projection (resampler)
   runs inside every UNet call, as in diffusers.

@@ -139,7 +139,8 @@ def measure(threads: int, rounds: int, warmup: int, steps: int, folder: Path) ->
             on_server = float(re.search(r"Rendered in ([0-9.]+) s", status).group(1))
             time.sleep(PAUSE)  # the server's idle threads spin for a moment after a render: let them stop first
             bare = {}
-            for mode, context in (("inference", torch.inference_mode), ("no_grad", torch.no_grad)):
+            modes = (("inference", torch.inference_mode), ("no_grad", torch.no_grad))
+            for mode, context in modes if index % 2 == 0 else modes[::-1]:  # alternating, so that neither is always first
                 with context():
                     start = time.perf_counter()
                     generator = torch.Generator().manual_seed(0)
@@ -196,7 +197,7 @@ to the PNG downloaded (request, queue, render, PNG, download: what a person wait
 browser's paint). *Server pipeline*: the studio's own timing of its pipeline call. *Bare*: the same render in one process,
 `pipe(prompt, reference_embeds=embeds, gamma=…)`, the reference encoded once, in inference mode as the studio renders;
 *bare, no_grad*: the same call under `torch.no_grad` (the pipeline's own default, as `flexip generate` runs it), and
-bare's time as a fraction of it. Studio and the two bare calls run one after the other in each round ({PAUSE} s apart), with the same number of torch threads (`flexip studio --threads`), so they share the
+bare's time as a fraction of it. Studio and the two bare calls (in alternating order) run one after the other in each round ({PAUSE} s apart), with the same number of torch threads (`flexip studio --threads`), so they share the
 machine's load at that moment; the load average (1, 5, 15 min) at the end was {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} on {os.cpu_count()} CPUs.
 
 | torch threads | studio: median (90th pct.), s | server pipeline, s | bare pipeline, s | bare, no_grad, s (bare / it) | UNet alone, s | studio / bare | studio start, s |

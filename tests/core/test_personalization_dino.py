@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from flexip.errors import FlexIPInputError
 from flexip.models import FlexIPAdapter
 from flexip.testing import TINY_ADAPTER_CONFIG, tiny_base_components
 
@@ -40,7 +41,7 @@ def test_it_starts_as_the_text_and_then_reads_the_dino_tokens(inputs):
         assert not torch.allclose(trained.personalization_tokens(text, clip, dino), trained.personalization_tokens(text, clip, other))
         # the paper's adapter reads c_cls only: the DINO tokens change nothing
         assert torch.equal(plain.personalization_tokens(text, clip, dino), plain.personalization_tokens(text, clip, other))
-        with pytest.raises(ValueError, match="pass dino_tokens"):
+        with pytest.raises(FlexIPInputError, match="pass dino_tokens"):
             trained.personalization_tokens(text, clip)
         # the full forward hands the DINO tokens to both adapters
         _, pers = trained(clip, dino, text)
@@ -94,4 +95,4 @@ def test_both_pipelines_hand_each_row_its_own_dino_tokens():
     got = theirs(prompts, cross_attention_kwargs=flexip.conditioning(flexip.encode_reference(subjects), gamma=0.0), **common).images
     flexip.detach()
     np.testing.assert_allclose(got, expected, atol=1e-4)
-    assert np.abs(expected[0] - expected[1]).max() > 1e-3  # same prompt and noise, two subjects: C_pers differs
+    assert np.abs(expected[0] - expected[1]).max() > 1e-3  # same prompt and noise, two subjects: each row has its own C_pers

@@ -190,3 +190,15 @@ def test_a_projection_store_computes_each_layers_keys_once_with_the_same_numbers
         assert torch.equal(unet(sample, timestep, encoder_hidden_states=text).sample, outputs[-1])
         state.conditioning = plain
         assert not torch.equal(unet(sample, timestep, encoder_hidden_states=text).sample, outputs[-1])
+
+
+def test_with_gradients_on_the_store_is_left_alone(unet_and_adapter):
+    unet, adapter = unet_and_adapter
+    pres, pers = _tokens(adapter, 2, seed=1)
+    store = {}
+    sample, timestep, text = unet_inputs(unet)
+    with injected(unet, adapter, FlexIPConditioning(pres, pers, GateSettings(gamma=0.4), projections=store)):
+        unet(sample, timestep, encoder_hidden_states=text).sample.sum().backward()  # training: the weights will change
+    assert store == {}
+    adapter.zero_grad(set_to_none=True)
+    unet.zero_grad(set_to_none=True)

@@ -166,3 +166,15 @@ def test_attach_takes_ids_of_an_adapter_and_its_encoders(reference_image):
         assert reference.clip_embeds.shape == (1, 24) and reference.dino_tokens.shape == (1, 16, 32)
         image = pipe("a blob", num_inference_steps=2, output_type="np", cross_attention_kwargs=flexip.conditioning(reference, gamma=0.5)).images
     assert np.isfinite(image).all()
+
+
+def test_an_attached_call_in_inference_mode_renders_as_under_no_grad(twins, reference_image):
+    """Inference tensors keep no version counter: the token cache must not ask for one."""
+    _, theirs, flexip = twins
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    common = dict(num_inference_steps=3, output_type="np", latents=latents)
+    conditioning = flexip.conditioning(flexip.encode_reference([reference_image]), gamma=0.4)
+    under_no_grad = theirs("a dog", cross_attention_kwargs=conditioning, **common).images
+    with torch.inference_mode():
+        in_inference_mode = theirs("a dog", cross_attention_kwargs=conditioning, **common).images
+    np.testing.assert_array_equal(in_inference_mode, under_no_grad)

@@ -99,8 +99,9 @@ class ReferenceConditioning:
     Holds the reference (encoded once) and the gate (checked once); for each UNet call it reads the batch
     layout and returns a `FlexIPConditioning` for exactly those rows. Work is done once, not per step: the
     preservation tokens once per reference, the personalization tokens once per text batch (the pipeline
-    passes the same prompt embeddings every step), the batch gate once per layout; a γ schedule is resolved
-    per denoising step, counted by UNet calls (a call at a higher timestep than the last starts over)."""
+    passes the same prompt embeddings every step) with each layer's K'/V' of them (computed at the first step,
+    reused at the next), the batch gate once per layout; a γ schedule is resolved per denoising step, counted by
+    UNet calls (a call at a higher timestep than the last starts over)."""
 
     def __init__(
         self,
@@ -125,7 +126,7 @@ class ReferenceConditioning:
         self._num_steps = num_steps
         self._tables: tuple[torch.Tensor, ...] | None = None
         # (text, its version, layout, C_pres, C_pers, their K'/V' store): the steps of one call reuse all of it
-        self._text: tuple[torch.Tensor, int, BatchLayout, torch.Tensor, torch.Tensor, dict] | None = None
+        self._text: tuple[torch.Tensor, int | None, BatchLayout, torch.Tensor, torch.Tensor, dict] | None = None
         self._gates: dict[tuple[BatchLayout, int], tuple[GateSettings, ...]] = {}
         self._step: tuple[float, int] | None = None  # (last timestep, its step index)
 
@@ -144,7 +145,8 @@ class ReferenceConditioning:
     @torch.no_grad()
     def _tokens(self, text: torch.Tensor, layout: BatchLayout) -> tuple[torch.Tensor, torch.Tensor, dict]:
         cached = self._text
-        if cached is not None and cached[0] is text and cached[1] == text._version and cached[2] == layout:
+        version = None if text.is_inference() else text._version  # inference tensors keep no version counter
+        if cached is not None and cached[0] is text and cached[1] == version and cached[2] == layout:
             return cached[3], cached[4], cached[5]
         adapter = self.adapter
         if self._tables is None or self._tables[0].device != adapter.device:
@@ -159,7 +161,7 @@ class ReferenceConditioning:
         dino_rows = None if dino_table is None else dino_table.index_select(0, rows)
         pers = adapter.personalization_tokens(text.to(adapter.dtype), clip_table.index_select(0, rows), dino_rows)
         pres, pers = pres.to(text.dtype), pers.to(text.dtype)
-        self._text = (text, text._version, layout, pres, pers, {})
+        self._text = (text, version, layout, pres, pers, {})
         return pres, pers, self._text[5]
 
     # ---- the gate ----------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from flexip.errors import FlexIPInputError
 from flexip.models.blocks import FeedForward, MultiHeadCrossAttention, TokenProjection
 
 
@@ -44,7 +45,9 @@ class PersonalizationAdapter(nn.Module):
         visual = self.visual_tokens(clip_embeds)
         if self.dino_context is not None:
             if dino_tokens is None:
-                raise ValueError("this personalization adapter reads the reference's DINO tokens: pass dino_tokens")
+                raise FlexIPInputError(
+                    "this adapter's personalization branch reads the reference's DINO tokens (personalization_dino): pass dino_tokens"
+                )
             # (batch, N_v, text_dim) + (batch, patches, text_dim) -> (batch, N_v + patches, text_dim)
             visual = torch.cat([visual, self.dino_context(dino_tokens)], dim=1)
         tokens = text_embeds

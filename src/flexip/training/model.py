@@ -5,7 +5,7 @@ adapter's gradients; the UNet's parameters do not require gradients and are igno
 the whole conditioned denoiser of one training step:
 
     C_pres = PreservationAdapter(c_cls, F_dino)
-    C_pers = PersonalizationAdapter(T, c_cls)
+    C_pers = PersonalizationAdapter(T, c_cls)          (and F_dino with the adapter's personalization_dino)
     ε̂ (or v̂) = UNet(x_t, t, T) with every cross-attention layer gated by the per-sample γ
 
 An SDXL UNet also reads the pooled text and the time ids (`added_cond_kwargs`, as diffusers passes them).
