@@ -119,7 +119,10 @@ def main() -> None:
         if pid == 0:
             run_child(run)
         pids[name] = pid
-    (runs_file.parent / "pids.json").write_text(json.dumps(pids))
+    # written under another name and renamed: the test polls for pids.json and must never read it half-written
+    partial = runs_file.parent / "pids.json.partial"
+    partial.write_text(json.dumps(pids))
+    partial.replace(runs_file.parent / "pids.json")
     statuses = {}
     names = {pid: name for name, pid in pids.items()}
     while names:
