@@ -7,18 +7,11 @@ import torch
 
 from flexip.errors import FlexIPInputError
 from flexip.models import FlexIPAdapter
-from flexip.testing import TINY_ADAPTER_CONFIG, tiny_base_components
+from flexip.testing import tiny_adapter, tiny_base_components
 
 
 def _adapter(unet, personalization_dino: bool, randomize: bool) -> FlexIPAdapter:
-    torch.manual_seed(3)
-    adapter = FlexIPAdapter.from_unet(unet, clip_embed_dim=24, dino_hidden_dim=32, **TINY_ADAPTER_CONFIG, personalization_dino=personalization_dino)
-    if randomize:  # the zero-initialized output projections get values, so the branch is not the identity
-        with torch.no_grad():
-            for name, parameter in adapter.personalization.named_parameters():
-                if "to_out" in name or "fc_out" in name:
-                    parameter.normal_(0, 0.2)
-    return adapter.eval()
+    return tiny_adapter(unet, seed=1, randomize_outputs=randomize, personalization_dino=personalization_dino)
 
 
 @pytest.fixture(name="inputs")

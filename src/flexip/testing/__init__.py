@@ -148,13 +148,14 @@ TINY_ADAPTER_CONFIG = dict(
 )
 
 
-def tiny_adapter(unet, seed: int = 0, randomize_outputs: bool = True):
-    """A tiny adapter for `unet`. With `randomize_outputs`, the zero-initialized output projections of the
-    personalization adapter get small random values so that its branch is not the identity (tests)."""
+def tiny_adapter(unet, seed: int = 0, randomize_outputs: bool = True, **config):
+    """A tiny adapter for `unet` (`config`: more FlexIPAdapter options). With `randomize_outputs`, the
+    zero-initialized output projections of the personalization adapter get small random values so that its
+    branch is not the identity (tests)."""
     from flexip.models.adapter import FlexIPAdapter
 
     torch.manual_seed(seed + 2)
-    adapter = FlexIPAdapter.from_unet(unet, clip_embed_dim=24, dino_hidden_dim=32, **TINY_ADAPTER_CONFIG)
+    adapter = FlexIPAdapter.from_unet(unet, clip_embed_dim=24, dino_hidden_dim=32, **TINY_ADAPTER_CONFIG, **config)
     if randomize_outputs:
         with torch.no_grad():
             for name, parameter in adapter.personalization.named_parameters():
