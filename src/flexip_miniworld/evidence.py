@@ -68,6 +68,13 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
         "recipe: uniform-pers-0.3 with the reference's DINO tokens in the personalization adapter's visual context",
         (*UNIFORM, "optim.personalization_lr_scale=0.3", "model.adapter.personalization_dino=true"),
     ),
+    # pers-dino kept the subject at γ = 0 but left the dial almost no range (both branches learned the same thing on
+    # the same γ); with the paper's modality-aware ranges the personalization branch learns from the video samples
+    # (γ < 0.5) and the preservation branch from the image samples, so that the two ends can differ again
+    "pers-dino-aware": (
+        "recipe: pers-dino on the modality-aware gate ranges",
+        (*MODALITY_AWARE, "optim.personalization_lr_scale=0.3", "model.adapter.personalization_dino=true"),
+    ),
 }
 SPLITS = {"validation": 20, "report": 0}  # first held-out identity of each range (20 identities each)
 

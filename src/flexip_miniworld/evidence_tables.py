@@ -43,6 +43,7 @@ COMPARISONS: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {
             ("pers-copy", "pers-copy"),
             ("uniform-pers-0.3", "uniform-pers-0.3"),
             ("pers-dino", "pers-dino"),
+            ("pers-dino-aware", "pers-dino-aware"),
         ),
         ("validation",),
     ),

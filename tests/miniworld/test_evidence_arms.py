@@ -37,7 +37,13 @@ def test_the_arms_change_what_they_name():
     # pers-dino is uniform-pers-0.3 with one change
     adapter = {**shipped["model"]["adapter"], "personalization_dino": True}
     assert _config("pers-dino").to_dict() == {**uniform_pers, "model": {**shipped["model"], "adapter": adapter}}
-    for arm in ("image-only", "no-dino", "no-personalization", "pers-full-rate", "pers-copy"):  # ablations of the paper's recipe
+    # pers-dino-aware is pers-dino on the modality-aware ranges, i.e. flexip with two changes
+    assert _config("pers-dino-aware").to_dict() == {
+        **flexip,
+        "optim": {**flexip["optim"], "personalization_lr_scale": 0.3},
+        "model": {**shipped["model"], "adapter": adapter},
+    }
+    for arm in ("image-only", "no-dino", "no-personalization", "pers-full-rate", "pers-copy", "pers-dino-aware"):  # ablations of the paper's recipe
         assert _config(arm).gate.ranges() == {"image": (0.5, 1.0), "video": (0.0, 0.5)}, arm
     assert _config("ip-adapter-image").data.mix == {"image": 1.0, "video": 0.0}
     assert _config("ip-adapter-full").data.mix == load_config(CONFIG).data.mix
