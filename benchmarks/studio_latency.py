@@ -12,7 +12,15 @@ round by round:
 - bare: the same render in this process, `pipe(prompt, reference_embeds=embeds, gamma=g, ...)` with embeddings
   encoded once and reused, the cost the studio cannot avoid, in inference mode as the studio renders;
 - bare, no_grad: the same call as the pipeline's own default runs it (`torch.no_grad`, as `flexip generate`), the
-  cost of autograd's bookkeeping that inference mode skips.
+  cost of autograd's bookkeeping that inference mode skips;
+- browser (where Debian's Chromium and chromedriver are installed): the page in headless Chromium, the γ slider set
+  as a move sets it, timed in the page from the slider's input event to the new image loaded. gradio_client waits
+  for the server's messages by polling every 50 ms (gradio_client/utils.py); the page reacts to them as they come, so
+  this is the nearer figure for a person at the dial.
+
+After the rounds, the cost of Gradio's own polling: the bare call in a worker thread, as the server runs it, beside
+an asyncio loop that wakes every 1 ms (Gradio's queue default) and every 10 ms (`flexip.app.server.QUEUE_POLL`),
+alternating.
 
 Each round uses a new γ (nothing is cached but the reference's encoding) and runs the three one after the other, so
 that they share the machine's load at that moment. The server also reports its own pipeline time per render, which
@@ -86,7 +94,9 @@ class Measured:
     server: list[float]
     bare: list[float]
     no_grad: list[float] = field(default_factory=list)
+    browser: list[float] = field(default_factory=list)  # empty where no Chromium is installed
     unet: float = 0.0  # the median time of the denoiser alone: `steps` UNet calls on the guided batch of 2
+    polling: dict[float, float] = field(default_factory=dict)  # loop interval (s) → median render beside it
 
 
 def unet_floor(pipe, prompt: str, steps: int, repeats: int = 7) -> float:
@@ -109,6 +119,85 @@ def unet_floor(pipe, prompt: str, steps: int, repeats: int = 7) -> float:
     return statistics.median(times[1:])
 
 
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+#: In the page: set the γ slider as a move sets it, and answer the milliseconds until the new image has loaded.
+MOVE_AND_WAIT = """
+const done = arguments[arguments.length - 1];
+const slider = document.querySelector('#flexip-gamma input[type=range]');
+const result = document.querySelector('#flexip-result');
+const before = result.querySelector('img') && result.querySelector('img').src;
+let start = 0;
+const watch = new MutationObserver(() => {
+  const image = result.querySelector('img');
+  if (!image || image.src === before) return;
+  watch.disconnect();
+  const loaded = () => done(performance.now() - start);
+  if (image.complete && image.naturalWidth) loaded(); else image.addEventListener('load', loaded, {once: true});
+});
+watch.observe(result, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+start = performance.now();
+set.call(slider, String(arguments[0]));
+slider.dispatchEvent(new Event('input', {bubbles: true}));
+slider.dispatchEvent(new Event('change', {bubbles: true}));
+"""
+
+
+def open_browser(url: str, folder: Path):
+    """Headless Chromium on the studio's page, its first image rendered; None where no Chromium is installed."""
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        return None
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--window-size=1400,1500"):
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={folder / 'chromium-profile'}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(120)
+    driver.get(url)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if driver.find_elements(By.CSS_SELECTOR, "#flexip-result img") and "Rendered in" in driver.find_element(By.ID, "flexip-status").text:
+            return driver
+        time.sleep(0.2)
+    driver.quit()
+    raise SystemExit("the studio's page did not show its first image within 120 s")
+
+
+def polling_cost(pipe, render, rounds: int = 10) -> dict[float, float]:
+    """The median time of `render()` in a worker thread (as the server runs it) beside an asyncio loop that wakes every
+    1 ms (Gradio's default) or every `QUEUE_POLL` (the studio's), alternating, `rounds` renders each."""
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flexip.app.server import QUEUE_POLL
+
+    interval, stop = {"s": 0.001}, threading.Event()
+
+    async def loop():
+        while not stop.is_set():
+            await asyncio.sleep(interval["s"])
+
+    waker = threading.Thread(target=asyncio.run, args=(loop(),), daemon=True)
+    waker.start()
+    times: dict[float, list[float]] = {0.001: [], QUEUE_POLL: []}
+    try:
+        with ThreadPoolExecutor(1) as worker:
+            for index in range(2 * rounds):
+                interval["s"] = (0.001, QUEUE_POLL)[index % 2]
+                time.sleep(PAUSE)
+                times[interval["s"]].append(worker.submit(render).result())
+    finally:
+        stop.set()
+        waker.join(timeout=5)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
 def measure(threads: int, rounds: int, warmup: int, steps: int, folder: Path) -> Measured:
     """One studio with `threads` torch threads, and the bare pipeline in this process with as many."""
     import torch
@@ -122,6 +211,7 @@ def measure(threads: int, rounds: int, warmup: int, steps: int, folder: Path) ->
     reference = preset.folder / "demo" / "heldout-00002-bird.png"
     torch.set_num_threads(threads)
     process, url, startup = start_studio(folder, threads)
+    browser = None
     try:
         client = Client(url, verbose=False, download_files=str(folder / f"downloads-{threads}"))
         client.predict(files=[handle_file(str(reference))], api_name="/use_uploads")  # encoded once, here
@@ -130,8 +220,11 @@ def measure(threads: int, rounds: int, warmup: int, steps: int, folder: Path) ->
         prompt = demo.prompts[0]
         settings = {"prompt": prompt, "steps": steps, "guidance": demo.guidance, "seed": 0}
         result = Measured(threads, startup, [], [], [])
+        browser = open_browser(url, folder)
         gammas = [round(0.02 + 0.96 * ((index * 0.381966) % 1.0), 2) for index in range(warmup + rounds)]  # a new γ every round
         for index, gamma in enumerate(gammas):
+            in_page = browser.execute_async_script(MOVE_AND_WAIT, gamma) / 1000 if browser is not None else None
+            time.sleep(PAUSE)
             start = time.perf_counter()
             image, status, _ = client.predict(gamma=gamma, api_name="/render", **settings)
             through_studio = time.perf_counter() - start
@@ -152,13 +245,26 @@ def measure(threads: int, rounds: int, warmup: int, steps: int, folder: Path) ->
                 result.server.append(on_server)
                 result.bare.append(bare["inference"])
                 result.no_grad.append(bare["no_grad"])
+                if in_page is not None:
+                    result.browser.append(in_page)
+            page = f"browser {in_page:.3f} s, " if in_page is not None else ""
             print(
-                f"{threads} thread(s), γ = {gamma:.2f}: studio {through_studio:.3f} s (pipeline on the server {on_server:.3f} s), "
+                f"{threads} thread(s), γ = {gamma:.2f}: {page}studio {through_studio:.3f} s (pipeline on the server {on_server:.3f} s), "
                 f"bare {bare['inference']:.3f} s, bare with no_grad {bare['no_grad']:.3f} s"
             )
         result.unet = unet_floor(pipe, prompt, steps)
+
+        def render():
+            with torch.inference_mode():
+                start = time.perf_counter()
+                pipe(prompt, reference_embeds=embeds, gamma=0.5, num_inference_steps=steps, guidance_scale=demo.guidance)
+                return time.perf_counter() - start
+
+        result.polling = polling_cost(pipe, render)
         return result
     finally:
+        if browser is not None:
+            browser.quit()
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
 
@@ -171,6 +277,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads, one studio per value (flexip studio --threads)")
     args = parser.parse_args()
 
+    from flexip.app.server import QUEUE_POLL
     from flexip.presets import get_preset
 
     demo = get_preset("miniworld").demo()
@@ -179,16 +286,23 @@ def main() -> None:
     results = [measure(threads, args.rounds, args.warmup, steps, folder) for threads in args.threads]
     load = os.getloadavg()
 
-    rows = []
+    rows, polling = [], []
     for result in results:
         studio, server, bare, no_grad = (statistics.median(v) for v in (result.studio, result.server, result.bare, result.no_grad))
+        page = f"**{statistics.median(result.browser):.3f}** ({percentile(result.browser, 0.9):.3f})" if result.browser else "— (no Chromium)"
+        gradio_poll, studio_poll = result.polling[0.001], result.polling[QUEUE_POLL]
+        polling.append(
+            f"{result.threads} thread(s): {gradio_poll:.3f} s beside the 1 ms loop, {studio_poll:.3f} s beside the {QUEUE_POLL * 1000:g} ms one ({gradio_poll / studio_poll:.2f}×)"
+        )
         rows.append(
-            f"| {result.threads} | **{studio:.3f}** ({percentile(result.studio, 0.9):.3f}) | {server:.3f} ({percentile(result.server, 0.9):.3f}) "
+            f"| {result.threads} | {page} | **{studio:.3f}** ({percentile(result.studio, 0.9):.3f}) | {server:.3f} ({percentile(result.server, 0.9):.3f}) "
             f"| {bare:.3f} ({percentile(result.bare, 0.9):.3f}) | {no_grad:.3f} ({bare / no_grad:.2f}×) | {result.unet:.3f} "
             f"| {studio / bare:.2f}× ({studio - bare:+.3f} s) | {result.startup:.1f} |"
         )
     best = min(statistics.median(result.studio) for result in results)
     verdict = "meets" if best <= TARGET_SECONDS else "misses"
+    pages = [statistics.median(result.browser) for result in results if result.browser]
+    page_verdict = f"; in the browser, {'meets' if min(pages) <= TARGET_SECONDS else 'misses'} it" if pages else ""
     markdown = f"""## FlexIP Studio: γ change → new image (`benchmarks/studio_latency.py`)
 
 The miniworld preset at its default {steps} steps (guidance {demo.guidance:g}, 32 × 32 px, CPU), {args.rounds} rounds after
@@ -200,14 +314,21 @@ browser's paint). *Server pipeline*: the studio's own timing of its pipeline cal
 bare's time as a fraction of it. Studio and the two bare calls (in alternating order) run one after the other in each round ({PAUSE} s apart), with the same number of torch threads (`flexip studio --threads`), so they share the
 machine's load at that moment; the load average (1, 5, 15 min) at the end was {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} on {os.cpu_count()} CPUs.
 
-| torch threads | studio: median (90th pct.), s | server pipeline, s | bare pipeline, s | bare, no_grad, s (bare / it) | UNet alone, s | studio / bare | studio start, s |
-|---|---|---|---|---|---|---|---|
+| torch threads | browser: median (90th pct.), s | studio: median (90th pct.), s | server pipeline, s | bare pipeline, s | bare, no_grad, s (bare / it) | UNet alone, s | studio / bare | studio start, s |
+|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 *UNet alone*: {steps} forward passes of the bare UNet on the guided batch of 2, the part of any render at these
 settings that nothing in the studio or the adapter can remove.
 
-Target: a median of {TARGET_SECONDS} s through the studio; the best configuration here {verdict} it. The bare call runs in
+*Browser*: headless Chromium on the page, from the slider's input event to the new image loaded (the paint
+after it not included). gradio_client polls for the server's messages every 50 ms, the page does not.
+
+Gradio's own polling: the bare call in a worker thread beside an asyncio loop waking every 1 ms (Gradio's queue
+default) and every {QUEUE_POLL * 1000:g} ms (what the studio sets, `flexip.app.server.calm_queue`), medians of 10 alternating
+renders each: {"; ".join(polling)}.
+
+Target: a median of {TARGET_SECONDS} s through the studio; the best configuration here {verdict} it through gradio_client{page_verdict}. The bare call runs in
 this script's main thread, the studio's in one of the server's worker threads; on a loaded machine two torch threads
 in a main thread can be many times slower than one (they wait on each other at every small operation), so compare
 the rows with that in mind.

@@ -120,7 +120,7 @@ def test_model_events_run_one_at_a_time_and_the_dial_keeps_only_its_latest_value
 
 
 def test_served_under_the_rules(wired):
-    from flexip.app.server import QUEUE_SIZE, exposure_warning, launch
+    from flexip.app.server import PROGRESS_POLL, QUEUE_POLL, QUEUE_SIZE, exposure_warning, launch
 
     blocks, out = wired
     launch(blocks, "127.0.0.1", free_port(), out, block=False)
@@ -128,6 +128,8 @@ def test_served_under_the_rules(wired):
         assert blocks.share is False and blocks.server_name == "127.0.0.1"
         assert blocks._queue.max_size == QUEUE_SIZE and blocks.max_file_size == MAX_UPLOAD_BYTES
         assert blocks.allowed_paths == [str(Path(out).resolve())] and blocks.show_error is False
+        # the queue's loops poll at the studio's pace, not Gradio's 1 ms (a Gradio that renames them fails here)
+        assert (blocks._queue.sleep_when_free, blocks._queue.progress_update_sleep_when_free) == (QUEUE_POLL, PROGRESS_POLL)
     finally:
         blocks.close()
     assert exposure_warning("127.0.0.1") is None
