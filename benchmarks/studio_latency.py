@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -48,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _results import write_section  # noqa: E402
 
 TARGET_SECONDS = 0.6
+GRADIO_POLL = 0.001  # seconds between the wakes of Gradio's queue loop, its default (gradio/queueing.py)
 PAUSE = 0.5  # seconds between the two measurements of a round
 
 
@@ -119,7 +121,8 @@ def unet_floor(pipe, prompt: str, steps: int, repeats: int = 7) -> float:
     return statistics.median(times[1:])
 
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's packages, as tests/app/test_browser.py finds them
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 #: In the page: set the γ slider as a move sets it, and answer the milliseconds until the new image has loaded.
 MOVE_AND_WAIT = """
 const done = arguments[arguments.length - 1];
@@ -168,7 +171,7 @@ def open_browser(url: str, folder: Path):
     raise SystemExit("the studio's page did not show its first image within 120 s")
 
 
-def polling_cost(pipe, render, rounds: int = 10) -> dict[float, float]:
+def polling_cost(render, rounds: int = 10) -> dict[float, float]:
     """The median time of `render()` in a worker thread (as the server runs it) beside an asyncio loop that wakes every
     1 ms (Gradio's default) or every `QUEUE_POLL` (the studio's), alternating, `rounds` renders each."""
     import asyncio
@@ -177,7 +180,7 @@ def polling_cost(pipe, render, rounds: int = 10) -> dict[float, float]:
 
     from flexip.app.server import QUEUE_POLL
 
-    interval, stop = {"s": 0.001}, threading.Event()
+    interval, stop = {"s": GRADIO_POLL}, threading.Event()
 
     async def loop():
         while not stop.is_set():
@@ -185,11 +188,11 @@ def polling_cost(pipe, render, rounds: int = 10) -> dict[float, float]:
 
     waker = threading.Thread(target=asyncio.run, args=(loop(),), daemon=True)
     waker.start()
-    times: dict[float, list[float]] = {0.001: [], QUEUE_POLL: []}
+    times: dict[float, list[float]] = {GRADIO_POLL: [], QUEUE_POLL: []}
     try:
         with ThreadPoolExecutor(1) as worker:
             for index in range(2 * rounds):
-                interval["s"] = (0.001, QUEUE_POLL)[index % 2]
+                interval["s"] = (GRADIO_POLL, QUEUE_POLL)[index % 2]
                 time.sleep(PAUSE)
                 times[interval["s"]].append(worker.submit(render).result())
     finally:
@@ -220,6 +223,14 @@ def measure(threads: int, rounds: int, warmup: int, steps: int, folder: Path) ->
         prompt = demo.prompts[0]
         settings = {"prompt": prompt, "steps": steps, "guidance": demo.guidance, "seed": 0}
         result = Measured(threads, startup, [], [], [])
+
+        def bare_call(gamma: float) -> float:
+            """The render without the studio, timed: the reference's embeddings reused, the seed fixed."""
+            start = time.perf_counter()
+            generator = torch.Generator().manual_seed(0)
+            pipe(prompt, reference_embeds=embeds, gamma=gamma, num_inference_steps=steps, guidance_scale=demo.guidance, generator=generator)
+            return time.perf_counter() - start
+
         browser = open_browser(url, folder)
         gammas = [round(0.02 + 0.96 * ((index * 0.381966) % 1.0), 2) for index in range(warmup + rounds)]  # a new γ every round
         for index, gamma in enumerate(gammas):
@@ -235,10 +246,7 @@ def measure(threads: int, rounds: int, warmup: int, steps: int, folder: Path) ->
             modes = (("inference", torch.inference_mode), ("no_grad", torch.no_grad))
             for mode, context in modes if index % 2 == 0 else modes[::-1]:  # alternating, so that neither is always first
                 with context():
-                    start = time.perf_counter()
-                    generator = torch.Generator().manual_seed(0)
-                    pipe(prompt, reference_embeds=embeds, gamma=gamma, num_inference_steps=steps, guidance_scale=demo.guidance, generator=generator)
-                    bare[mode] = time.perf_counter() - start
+                    bare[mode] = bare_call(gamma)
                 time.sleep(PAUSE)
             if index >= warmup:
                 result.studio.append(through_studio)
@@ -254,13 +262,11 @@ def measure(threads: int, rounds: int, warmup: int, steps: int, folder: Path) ->
             )
         result.unet = unet_floor(pipe, prompt, steps)
 
-        def render():
-            with torch.inference_mode():
-                start = time.perf_counter()
-                pipe(prompt, reference_embeds=embeds, gamma=0.5, num_inference_steps=steps, guidance_scale=demo.guidance)
-                return time.perf_counter() - start
+        def render() -> float:
+            with torch.inference_mode():  # as the studio renders
+                return bare_call(0.5)
 
-        result.polling = polling_cost(pipe, render)
+        result.polling = polling_cost(render)
         return result
     finally:
         if browser is not None:
@@ -290,9 +296,9 @@ def main() -> None:
     for result in results:
         studio, server, bare, no_grad = (statistics.median(v) for v in (result.studio, result.server, result.bare, result.no_grad))
         page = f"**{statistics.median(result.browser):.3f}** ({percentile(result.browser, 0.9):.3f})" if result.browser else "— (no Chromium)"
-        gradio_poll, studio_poll = result.polling[0.001], result.polling[QUEUE_POLL]
+        gradio_poll, studio_poll = result.polling[GRADIO_POLL], result.polling[QUEUE_POLL]
         polling.append(
-            f"{result.threads} thread(s): {gradio_poll:.3f} s beside the 1 ms loop, {studio_poll:.3f} s beside the {QUEUE_POLL * 1000:g} ms one ({gradio_poll / studio_poll:.2f}×)"
+            f"{result.threads} thread(s): {gradio_poll:.3f} s beside the {GRADIO_POLL * 1000:g} ms loop, {studio_poll:.3f} s beside the {QUEUE_POLL * 1000:g} ms one ({gradio_poll / studio_poll:.2f}×)"
         )
         rows.append(
             f"| {result.threads} | {page} | **{studio:.3f}** ({percentile(result.studio, 0.9):.3f}) | {server:.3f} ({percentile(result.server, 0.9):.3f}) "
@@ -324,7 +330,7 @@ settings that nothing in the studio or the adapter can remove.
 *Browser*: headless Chromium on the page, from the slider's input event to the new image loaded (the paint
 after it not included). gradio_client polls for the server's messages every 50 ms, the page does not.
 
-Gradio's own polling: the bare call in a worker thread beside an asyncio loop waking every 1 ms (Gradio's queue
+Gradio's own polling: the bare call in a worker thread beside an asyncio loop waking every {GRADIO_POLL * 1000:g} ms (Gradio's queue
 default) and every {QUEUE_POLL * 1000:g} ms (what the studio sets, `flexip.app.server.calm_queue`), medians of 10 alternating
 renders each: {"; ".join(polling)}.
 

@@ -70,17 +70,17 @@ def theme():
 QUEUE_POLL, PROGRESS_POLL = 0.01, 0.05
 
 
-def calm_queue(blocks) -> bool:
+def calm_queue(blocks) -> None:
     """Slow the polling of Gradio's queue loops. Gradio 6 wakes its event loop every 1 ms to look for events, also
     while a render runs, and each wake takes the GIL from the render's thread, which on this small UNet is mostly
     Python between small torch calls (benchmarks/studio_latency.py measures a render beside a loop polling at 1 ms
-    and at 10 ms). Polling at 10 ms adds at most 10 ms before a render starts. Gradio has no public setting for this, so the attributes are set where they exist; returns whether they
-    did (a Gradio without them keeps its own timing)."""
+    and at 10 ms). Polling at 10 ms adds at most 10 ms before a render starts. Gradio has no public setting for
+    this, so the attributes are set where they exist (a Gradio without them keeps its own timing; the studio's
+    rules test fails then)."""
     queue = getattr(blocks, "_queue", None)
     if queue is None or not all(hasattr(queue, name) for name in ("sleep_when_free", "progress_update_sleep_when_free")):
-        return False
+        return
     queue.sleep_when_free, queue.progress_update_sleep_when_free = QUEUE_POLL, PROGRESS_POLL
-    return True
 
 
 def launch(blocks, host: str, port: int, out_dir: str | os.PathLike, css: str = "", blocked: tuple[str, ...] = (), block: bool = True) -> str:
