@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -47,6 +46,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _results import write_section  # noqa: E402
+
+from flexip.testing.browser import headless_chromium, missing_chromium  # noqa: E402
 
 TARGET_SECONDS = 0.6
 GRADIO_POLL = 0.001  # seconds between the wakes of Gradio's queue loop, its default (gradio/queueing.py)
@@ -121,8 +122,6 @@ def unet_floor(pipe, prompt: str, steps: int, repeats: int = 7) -> float:
     return statistics.median(times[1:])
 
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's packages, as tests/app/test_browser.py finds them
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 #: In the page: set the γ slider as a move sets it, and answer the milliseconds until the new image has loaded.
 MOVE_AND_WAIT = """
 const done = arguments[arguments.length - 1];
@@ -148,18 +147,11 @@ slider.dispatchEvent(new Event('change', {bubbles: true}));
 
 def open_browser(url: str, folder: Path):
     """Headless Chromium on the studio's page, its first image rendered; None where no Chromium is installed."""
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    if missing_chromium():
         return None
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--window-size=1400,1500"):
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={folder / 'chromium-profile'}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium(folder / "chromium-profile")
     driver.set_script_timeout(120)
     driver.get(url)
     deadline = time.monotonic() + 120
